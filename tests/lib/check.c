@@ -1,0 +1,88 @@
+/* check.c -- counters and reporting for tests/lib/check.h. */
+#include "check.h"
+
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static const char *check_prog = "test";
+static const char *check_filter;   /* run only tests whose name contains this */
+static int n_passed, n_failed, n_skipped;
+static bool cur_failed, cur_skipped;
+static const char *cur_name;
+
+/* Remember the binary's name; argv[1], if given, filters tests by substring. */
+void check_init(int argc, char **argv)
+{
+    if (argc > 0)
+        check_prog = basename(argv[0]);
+    if (argc > 1)
+        check_filter = argv[1];
+    setvbuf(stdout, NULL, _IOLBF, 0);
+}
+
+static bool require_all(void)
+{
+    const char *v = getenv("CLUSTERF_REQUIRE_ALL");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+/* Run one test and count it as passed, failed or skipped. */
+void check_run(const char *name, void (*fn)(void))
+{
+    if (check_filter && !strstr(name, check_filter))
+        return;
+    cur_name = name;
+    cur_failed = cur_skipped = false;
+    fn();
+    if (cur_failed) {
+        n_failed++;
+        printf("FAIL %s\n", name);
+    } else if (cur_skipped) {
+        n_skipped++;
+        printf("SKIP %s\n", name);
+    } else {
+        n_passed++;
+        printf("ok   %s\n", name);
+    }
+}
+
+bool check_fail(const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    printf("  %s:%d: %s: ", file, line, cur_name ? cur_name : "?");
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    cur_failed = true;
+    return false;
+}
+
+void check_skip(const char *fmt, ...)
+{
+    va_list ap;
+    printf("  SKIPPED %s: ", cur_name ? cur_name : "?");
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    if (require_all()) {
+        printf(" (a failure: CLUSTERF_REQUIRE_ALL=1)\n");
+        cur_failed = true;
+    } else {
+        printf("\n");
+        cur_skipped = true;
+    }
+}
+
+bool check_failed(void)
+{
+    return cur_failed || cur_skipped;
+}
+
+int check_end(void)
+{
+    printf("%s: %d passed, %d failed, %d skipped\n", check_prog, n_passed, n_failed, n_skipped);
+    return n_failed ? 1 : 0;
+}
