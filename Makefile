@@ -80,6 +80,11 @@ proto:
 check-generated:
 	scripts/gen-proto --check generated
 
+demo:
+	scripts/install-deps
+	$(MAKE) all
+	scripts/demo
+
 clean:
 	rm -rf build build-asan
 
