@@ -27,6 +27,8 @@ TESTLIB_OBJS := $(TESTLIB_SRCS:%.c=$(BUILD)/%.o)
 UNIT_TESTS   := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/unit/test_*.c)))
 INTEG_TESTS  := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/integration/test_*.c)))
 VM_TESTS     := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/vm/test_*.c)))
+# In-guest programs (tests/vm/guest_*.c), run by tests/vm/test_*.sh inside scripts/vm-run.
+VM_GUESTS    := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/vm/guest_*.c)))
 BENCHES      := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/bench/bench_*.c)))
 TEST_BINS    := $(UNIT_TESTS) $(INTEG_TESTS) $(VM_TESTS)
 
@@ -58,7 +60,7 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTLIB_OBJS) $(LIB)
 	@$(if $(Q),echo '  LINK  $@',true)
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $< $(TESTLIB_OBJS) $(LIB) $(LDLIBS_ALL)
 
-tests: all $(TEST_BINS)
+tests: all $(TEST_BINS) $(VM_GUESTS)
 
 # Every suite; the runner prints the closing line and fails on any failure.
 test: tests

@@ -1,0 +1,653 @@
+/* config_store.c -- every key per source with its last valid value, the merged view (local
+ * beats advertised beats etcd; -filter-etcd-routes), and what each event touched. Indexes:
+ * key -> node, service -> its nodes, IPVS service key -> the services producing it, so one
+ * event costs O(the services it touches). No I/O. */
+#include "config/config_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One source's view of one key. */
+typedef struct cfg_slot {
+    bool present;   /* the source holds the key (valid or not) */
+    bool has_value; /* value is valid: the current one, or the last one when stale */
+    bool seen;      /* sync_begin/sync_end mark */
+    int64_t revision;
+    char *error;    /* why the current text is invalid; NULL when it is valid */
+    config_value value;
+} cfg_slot;
+
+typedef struct cfg_svc cfg_svc;
+
+typedef struct cfg_node {
+    char *key; /* canonical relative key, owned */
+    size_t key_len;
+    enum config_kind kind;
+    const char *name; /* backend or route name, inside key */
+    cfg_svc *svc;     /* frontends and backends */
+    size_t idx;       /* position in svc->backends or store->routes */
+    cfg_slot slot[CONFIG_SOURCE_COUNT];
+} cfg_node;
+
+struct cfg_svc {
+    char *name;
+    cfg_node *frontend;
+    cfg_node **backends;
+    size_t n_backends, cap;
+    bool sorted;
+    config_svckey keys[CONFIG_SVCKEYS_MAX]; /* registered in store->owners */
+    int n_keys;
+};
+
+/* The services whose frontend in force produces one IPVS service key. */
+typedef struct svckey_owners {
+    config_svckey key;
+    cfg_svc **v;
+    size_t n, cap;
+} svckey_owners;
+
+struct config_store {
+    config_options opt;
+    config_hash nodes;  /* key -> cfg_node */
+    config_hash svcs;   /* name -> cfg_svc */
+    config_hash owners; /* config_svckey -> svckey_owners */
+    cfg_node **routes;
+    size_t n_routes, cap_routes;
+    config_route_ref *eff; /* routes in force, sorted; rebuilt when dirty */
+    size_t n_eff;
+    bool routes_dirty;
+    size_t n_invalid;
+};
+
+/* ---- small helpers ---- */
+
+static int grow(void **v, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    size_t cap2 = *cap ? *cap * 2 : 4;
+    while (cap2 < need)
+        cap2 *= 2;
+    void *p = realloc(*v, cap2 * elem);
+    if (!p)
+        return -ENOMEM;
+    *v = p;
+    *cap = cap2;
+    return 0;
+}
+
+/* The source whose value is in force for node, or -1. */
+static int in_force(const config_store *s, const cfg_node *n)
+{
+    for (int src = 0; src < CONFIG_SOURCE_COUNT; src++) {
+        if (!n->slot[src].has_value)
+            continue;
+        if (n->kind == CONFIG_ROUTE && src == CONFIG_SOURCE_ETCD && s->opt.filter_etcd_routes)
+            continue;
+        return src;
+    }
+    return -1;
+}
+
+static const config_value *value_in_force(const config_store *s, const cfg_node *n)
+{
+    int src = n ? in_force(s, n) : -1;
+    return src < 0 ? NULL : &n->slot[src].value;
+}
+
+void config_result_init(config_result *r)
+{
+    memset(r, 0, sizeof *r);
+}
+
+void config_result_free(config_result *r)
+{
+    if (!r)
+        return;
+    config_strs_clear(&r->services);
+    config_strs_clear(&r->warnings);
+    config_result_init(r);
+}
+
+/* ---- store lifetime ---- */
+
+config_store *config_store_new(const config_options *opts)
+{
+    config_store *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    if (opts) {
+        s->opt = *opts;
+    } else {
+        config_defaults_init(&s->opt.defaults);
+    }
+    return s;
+}
+
+static void node_free(cfg_node *n)
+{
+    for (int i = 0; i < CONFIG_SOURCE_COUNT; i++)
+        free(n->slot[i].error);
+    free(n->key);
+    free(n);
+}
+
+void config_store_free(config_store *s)
+{
+    if (!s)
+        return;
+    size_t pos = 0;
+    config_hent *e = NULL;
+    while (config_hash_next(&s->nodes, &pos, &e))
+        node_free(e->val);
+    pos = 0, e = NULL;
+    while (config_hash_next(&s->svcs, &pos, &e)) {
+        cfg_svc *svc = e->val;
+        free(svc->backends);
+        free(svc->name);
+        free(svc);
+    }
+    pos = 0, e = NULL;
+    while (config_hash_next(&s->owners, &pos, &e)) {
+        svckey_owners *o = e->val;
+        free(o->v);
+        free(o);
+    }
+    config_hash_clear(&s->nodes);
+    config_hash_clear(&s->svcs);
+    config_hash_clear(&s->owners);
+    free(s->routes);
+    free(s->eff);
+    free(s);
+}
+
+const config_options *config_store_options(const config_store *s)
+{
+    return &s->opt;
+}
+
+size_t config_store_invalid_count(const config_store *s)
+{
+    return s->n_invalid;
+}
+
+size_t config_store_service_count(const config_store *s)
+{
+    return s->svcs.n;
+}
+
+/* ---- nodes and services ---- */
+
+static cfg_svc *svc_get(config_store *s, const char *name)
+{
+    cfg_svc *svc = config_hash_get(&s->svcs, name, strlen(name));
+    if (svc)
+        return svc;
+    svc = calloc(1, sizeof *svc);
+    if (!svc || !(svc->name = strdup(name)) ||
+        config_hash_put(&s->svcs, svc->name, strlen(svc->name), svc) < 0) {
+        if (svc)
+            free(svc->name);
+        free(svc);
+        return NULL;
+    }
+    return svc;
+}
+
+static void svc_gc(config_store *s, cfg_svc *svc)
+{
+    if (svc->frontend || svc->n_backends)
+        return;
+    config_hash_del(&s->svcs, svc->name, strlen(svc->name));
+    free(svc->backends);
+    free(svc->name);
+    free(svc);
+}
+
+/* Attach a new node to its service or to the route list. */
+static int node_attach(config_store *s, cfg_node *n, const config_key *k)
+{
+    if (n->kind == CONFIG_ROUTE) {
+        if (grow((void **)&s->routes, &s->cap_routes, s->n_routes + 1, sizeof *s->routes) < 0)
+            return -ENOMEM;
+        n->idx = s->n_routes;
+        s->routes[s->n_routes++] = n;
+        return 0;
+    }
+    cfg_svc *svc = svc_get(s, k->service);
+    if (!svc)
+        return -ENOMEM;
+    n->svc = svc;
+    if (n->kind == CONFIG_FRONTEND) {
+        svc->frontend = n;
+        return 0;
+    }
+    if (grow((void **)&svc->backends, &svc->cap, svc->n_backends + 1, sizeof *svc->backends) < 0) {
+        svc_gc(s, svc);
+        return -ENOMEM;
+    }
+    n->idx = svc->n_backends;
+    svc->backends[svc->n_backends++] = n;
+    svc->sorted = false;
+    return 0;
+}
+
+static cfg_node *node_new(config_store *s, const config_key *k, const char *key, size_t len)
+{
+    cfg_node *n = calloc(1, sizeof *n);
+    if (!n || !(n->key = malloc(len + 1)))
+        goto fail;
+    memcpy(n->key, key, len);
+    n->key[len] = '\0';
+    n->key_len = len;
+    n->kind = k->kind;
+    n->name = n->key + len - strlen(k->name);
+    if (node_attach(s, n, k) < 0)
+        goto fail;
+    if (config_hash_put(&s->nodes, n->key, len, n) == 0)
+        return n;
+    /* Detach again: the node is the last one appended. */
+    if (n->kind == CONFIG_ROUTE)
+        s->n_routes--;
+    else if (n->kind == CONFIG_FRONTEND)
+        n->svc->frontend = NULL;
+    else
+        n->svc->n_backends--;
+    if (n->svc)
+        svc_gc(s, n->svc);
+fail:
+    if (n)
+        free(n->key);
+    free(n);
+    return NULL;
+}
+
+/* Free the node once no source holds it any more. */
+static void node_gc(config_store *s, cfg_node *n)
+{
+    for (int i = 0; i < CONFIG_SOURCE_COUNT; i++)
+        if (n->slot[i].present)
+            return;
+    config_hash_del(&s->nodes, n->key, n->key_len);
+    if (n->kind == CONFIG_ROUTE) {
+        s->routes[n->idx] = s->routes[--s->n_routes];
+        s->routes[n->idx]->idx = n->idx;
+    } else if (n->kind == CONFIG_FRONTEND) {
+        n->svc->frontend = NULL;
+    } else {
+        cfg_svc *svc = n->svc;
+        svc->backends[n->idx] = svc->backends[--svc->n_backends];
+        svc->backends[n->idx]->idx = n->idx;
+        svc->sorted = false;
+    }
+    if (n->svc)
+        svc_gc(s, n->svc);
+    node_free(n);
+}
+
+/* ---- the svckey index ---- */
+
+static int owners_touch(config_store *s, const cfg_svc *svc, config_result *out)
+{
+    for (int i = 0; i < svc->n_keys; i++) {
+        svckey_owners *o = config_hash_get(&s->owners, &svc->keys[i], sizeof svc->keys[i]);
+        for (size_t j = 0; o && j < o->n; j++)
+            if (config_strs_push(&out->services, o->v[j]->name) < 0)
+                return -ENOMEM;
+    }
+    return 0;
+}
+
+static void owners_remove(config_store *s, cfg_svc *svc)
+{
+    for (int i = 0; i < svc->n_keys; i++) {
+        svckey_owners *o = config_hash_get(&s->owners, &svc->keys[i], sizeof svc->keys[i]);
+        for (size_t j = 0; o && j < o->n; j++) {
+            if (o->v[j] == svc) {
+                o->v[j] = o->v[--o->n];
+                break;
+            }
+        }
+        if (o && o->n == 0) {
+            config_hash_del(&s->owners, &o->key, sizeof o->key);
+            free(o->v);
+            free(o);
+        }
+    }
+    svc->n_keys = 0;
+}
+
+static int owners_add_one(config_store *s, cfg_svc *svc, const config_svckey *k)
+{
+    svckey_owners *o = config_hash_get(&s->owners, k, sizeof *k);
+    if (!o) {
+        if (!(o = calloc(1, sizeof *o)))
+            return -ENOMEM;
+        o->key = *k;
+        if (config_hash_put(&s->owners, &o->key, sizeof o->key, o) < 0) {
+            free(o);
+            return -ENOMEM;
+        }
+    }
+    if (grow((void **)&o->v, &o->cap, o->n + 1, sizeof *o->v) < 0)
+        return -ENOMEM;
+    o->v[o->n++] = svc;
+    return 0;
+}
+
+/* Re-register svc's keys from its frontend in force (a frontend produces distinct keys). */
+static int owners_add(config_store *s, cfg_svc *svc)
+{
+    const config_value *v = value_in_force(s, svc->frontend);
+    config_svckey keys[CONFIG_SVCKEYS_MAX];
+    int n = v ? config_frontend_svckeys(&v->u.frontend, keys) : 0;
+    for (int i = 0; i < n; i++) {
+        if (owners_add_one(s, svc, &keys[i]) < 0)
+            return -ENOMEM;
+        svc->keys[svc->n_keys++] = keys[i];
+    }
+    return 0;
+}
+
+/* ---- applying events ---- */
+
+/* What was in force before a change, to tell whether the merged view changed. */
+typedef struct before {
+    int src;
+    config_value value;
+} before;
+
+static void snapshot(const config_store *s, const cfg_node *n, before *b)
+{
+    b->src = in_force(s, n);
+    if (b->src >= 0)
+        memcpy(&b->value, &n->slot[b->src].value, sizeof b->value);
+}
+
+/* After a slot changed: record what the change touched and update the indexes. */
+static int after_change(config_store *s, cfg_node *n, const before *b, config_result *out)
+{
+    const config_value *now = value_in_force(s, n);
+    if ((b->src < 0) == !now && (!now || memcmp(&b->value, now, sizeof *now) == 0))
+        return 0;
+    out->changed = true;
+    if (n->kind == CONFIG_ROUTE) {
+        s->routes_dirty = true;
+        out->all_services = true;
+        return 0;
+    }
+    if (config_strs_push(&out->services, n->svc->name) < 0)
+        return -ENOMEM;
+    if (n->kind == CONFIG_BACKEND)
+        return 0;
+    int r = owners_touch(s, n->svc, out);
+    owners_remove(s, n->svc);
+    if (r == 0)
+        r = owners_add(s, n->svc);
+    if (r == 0)
+        r = owners_touch(s, n->svc, out);
+    return r;
+}
+
+static void slot_clear_error(config_store *s, cfg_slot *sl)
+{
+    if (sl->error) {
+        free(sl->error);
+        sl->error = NULL;
+        s->n_invalid--;
+    }
+}
+
+static int apply_delete(config_store *s, cfg_node *n, int src, config_result *out)
+{
+    before b;
+    snapshot(s, n, &b);
+    cfg_slot *sl = &n->slot[src];
+    slot_clear_error(s, sl);
+    memset(sl, 0, sizeof *sl);
+    int r = after_change(s, n, &b, out);
+    node_gc(s, n);
+    return r;
+}
+
+static int apply_valid(config_store *s, cfg_node *n, int src, const config_event *ev,
+                       const config_value *v, config_result *out)
+{
+    before b;
+    snapshot(s, n, &b);
+    cfg_slot *sl = &n->slot[src];
+    slot_clear_error(s, sl);
+    sl->present = sl->has_value = sl->seen = true;
+    sl->revision = ev->revision;
+    memcpy(&sl->value, v, sizeof sl->value);
+    return after_change(s, n, &b, out);
+}
+
+static int apply_invalid(config_store *s, cfg_node *n, int src, const config_event *ev,
+                         const char *msg, config_result *out)
+{
+    cfg_slot *sl = &n->slot[src];
+    char *copy = strdup(msg);
+    if (!copy) {
+        node_gc(s, n);
+        return -ENOMEM;
+    }
+    out->repeated = sl->error && strcmp(sl->error, msg) == 0;
+    slot_clear_error(s, sl);
+    sl->error = copy;
+    s->n_invalid++;
+    sl->present = sl->seen = true;
+    sl->revision = ev->revision;
+    out->invalid = true;
+    out->stale = sl->has_value;
+    snprintf(out->error, sizeof out->error, "%s", msg);
+    return -EINVAL;
+}
+
+static void result_reset(config_result *out)
+{
+    config_strs saved_s = out->services, saved_w = out->warnings;
+    for (size_t i = 0; i < saved_s.n; i++)
+        free(saved_s.v[i]);
+    for (size_t i = 0; i < saved_w.n; i++)
+        free(saved_w.v[i]);
+    memset(out, 0, sizeof *out);
+    out->services = saved_s;
+    out->warnings = saved_w;
+    out->services.n = out->warnings.n = 0;
+}
+
+int config_store_apply(config_store *s, const config_event *ev, config_result *out)
+{
+    config_key k;
+    config_error e;
+    result_reset(out);
+    if ((unsigned)ev->source >= CONFIG_SOURCE_COUNT)
+        return -EINVAL;
+    if (config_parse_key(ev->key, ev->key_len, &k, &e) < 0)
+        return config_strs_push(&out->warnings, e.msg);
+    const char *key = ev->key + (ev->key[0] == '/');
+    size_t len = ev->key_len - (ev->key[0] == '/');
+    cfg_node *n = config_hash_get(&s->nodes, key, len);
+    int r;
+    if (ev->is_delete) {
+        r = n && n->slot[ev->source].present ? apply_delete(s, n, ev->source, out) : 0;
+    } else {
+        config_value v;
+        r = config_parse_value(&k, ev->value, ev->value_len, &s->opt.defaults, &v,
+                               &out->warnings, &e);
+        if (r == -ENOMEM || (!n && !(n = node_new(s, &k, key, len))))
+            return -ENOMEM;
+        if (r == 0)
+            r = apply_valid(s, n, ev->source, ev, &v, out);
+        else
+            r = apply_invalid(s, n, ev->source, ev, e.msg, out);
+    }
+    config_strs_sort_unique(&out->services);
+    return r;
+}
+
+int config_store_sync_begin(config_store *s, enum config_source src)
+{
+    size_t pos = 0;
+    config_hent *e = NULL;
+    if ((unsigned)src >= CONFIG_SOURCE_COUNT)
+        return -EINVAL;
+    while (config_hash_next(&s->nodes, &pos, &e))
+        ((cfg_node *)e->val)->slot[src].seen = false;
+    return 0;
+}
+
+int config_store_sync_end(config_store *s, enum config_source src, config_result *out)
+{
+    size_t pos = 0, n = 0, cap = 0;
+    config_hent *e = NULL;
+    cfg_node **gone = NULL;
+    int r = 0;
+    result_reset(out);
+    if ((unsigned)src >= CONFIG_SOURCE_COUNT)
+        return -EINVAL;
+    while (r == 0 && config_hash_next(&s->nodes, &pos, &e)) {
+        cfg_node *node = e->val;
+        if (node->slot[src].present && !node->slot[src].seen &&
+            (r = grow((void **)&gone, &cap, n + 1, sizeof *gone)) == 0)
+            gone[n++] = node;
+    }
+    for (size_t i = 0; r == 0 && i < n; i++)
+        r = apply_delete(s, gone[i], src, out);
+    free(gone);
+    config_strs_sort_unique(&out->services);
+    return r;
+}
+
+/* ---- the merged view ---- */
+
+const config_frontend *config_store_frontend(const config_store *s, const char *service)
+{
+    const cfg_svc *svc = config_hash_get(&s->svcs, service, strlen(service));
+    const config_value *v = svc ? value_in_force(s, svc->frontend) : NULL;
+    return v ? &v->u.frontend : NULL;
+}
+
+static int node_name_cmp(const void *a, const void *b)
+{
+    return strcmp((*(cfg_node *const *)a)->name, (*(cfg_node *const *)b)->name);
+}
+
+int config_store_foreach_backend(config_store *s, const char *service, config_backend_fn fn,
+                                 void *ctx)
+{
+    cfg_svc *svc = config_hash_get(&s->svcs, service, strlen(service));
+    if (!svc)
+        return 0;
+    if (!svc->sorted) {
+        qsort(svc->backends, svc->n_backends, sizeof *svc->backends, node_name_cmp);
+        for (size_t i = 0; i < svc->n_backends; i++)
+            svc->backends[i]->idx = i;
+        svc->sorted = true;
+    }
+    for (size_t i = 0; i < svc->n_backends; i++) {
+        const config_value *v = value_in_force(s, svc->backends[i]);
+        int r = v ? fn(svc->backends[i]->name, &v->u.backend, ctx) : 0;
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
+int config_store_foreach_service(config_store *s, config_service_fn fn, void *ctx)
+{
+    size_t pos = 0;
+    config_hent *e = NULL;
+    while (config_hash_next(&s->svcs, &pos, &e)) {
+        cfg_svc *svc = e->val;
+        int r = value_in_force(s, svc->frontend) ? fn(svc->name, ctx) : 0;
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
+const char *config_store_svckey_owner(const config_store *s, const config_svckey *key)
+{
+    config_svckey k = *key;
+    const svckey_owners *o = config_hash_get(&s->owners, &k, sizeof k);
+    const char *best = NULL;
+    for (size_t i = 0; o && i < o->n; i++)
+        if (!best || strcmp(o->v[i]->name, best) < 0)
+            best = o->v[i]->name;
+    return best;
+}
+
+static int route_ref_cmp(const void *pa, const void *pb)
+{
+    const config_route_ref *a = pa, *b = pb;
+    if (a->route->af != b->route->af)
+        return a->route->af < b->route->af ? -1 : 1;
+    if (a->route->plen != b->route->plen)
+        return a->route->plen > b->route->plen ? -1 : 1;
+    return strcmp(a->name, b->name);
+}
+
+long config_store_routes(config_store *s, const config_route_ref **out)
+{
+    if (s->routes_dirty) {
+        config_route_ref *eff = realloc(s->eff, (s->n_routes ? s->n_routes : 1) * sizeof *eff);
+        if (!eff)
+            return -ENOMEM;
+        s->eff = eff;
+        s->n_eff = 0;
+        for (size_t i = 0; i < s->n_routes; i++) {
+            const config_value *v = value_in_force(s, s->routes[i]);
+            if (v)
+                eff[s->n_eff++] = (config_route_ref){s->routes[i]->name, &v->u.route};
+        }
+        qsort(eff, s->n_eff, sizeof *eff, route_ref_cmp);
+        s->routes_dirty = false;
+    }
+    *out = s->eff;
+    return (long)s->n_eff;
+}
+
+static int node_key_cmp(const void *a, const void *b)
+{
+    return strcmp((*(cfg_node *const *)a)->key, (*(cfg_node *const *)b)->key);
+}
+
+static int entry_emit(config_store *s, const cfg_node *n, config_entry_fn fn, void *ctx)
+{
+    int force = in_force(s, n);
+    for (int src = 0; src < CONFIG_SOURCE_COUNT; src++) {
+        const cfg_slot *sl = &n->slot[src];
+        if (!sl->present)
+            continue;
+        config_entry e = {
+            .key = n->key, .kind = n->kind, .source = (enum config_source)src,
+            .value = sl->has_value ? &sl->value : NULL, .in_force = src == force,
+            .stale = sl->has_value && sl->error, .error = sl->error, .revision = sl->revision,
+        };
+        int r = fn(&e, ctx);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
+int config_store_foreach_entry(config_store *s, config_entry_fn fn, void *ctx)
+{
+    size_t pos = 0, n = 0;
+    config_hent *e = NULL;
+    cfg_node **all = malloc((s->nodes.n ? s->nodes.n : 1) * sizeof *all);
+    if (!all)
+        return -ENOMEM;
+    while (config_hash_next(&s->nodes, &pos, &e))
+        all[n++] = e->val;
+    qsort(all, n, sizeof *all, node_key_cmp);
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < n; i++)
+        r = entry_emit(s, all[i], fn, ctx);
+    free(all);
+    return r;
+}
