@@ -1,0 +1,39 @@
+/* bytemap.h -- a chained hash table from (bytes, len) keys to pointers. The key bytes are
+ * not copied: they must live as long as the entry (point them into the stored value). No I/O,
+ * so config/, lb/ and reconcile/ all use it. */
+#ifndef CLUSTERF_BYTEMAP_H
+#define CLUSTERF_BYTEMAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct bytemap_entry {
+    struct bytemap_entry *next;
+    uint64_t hash;
+    const void *key;
+    size_t len;
+    void *val;
+} bytemap_entry;
+
+/* Zero-initialise ({0}) to get an empty map. */
+typedef struct bytemap {
+    bytemap_entry **b;
+    size_t nb, n;
+} bytemap;
+
+/* FNV-1a of the bytes with a final mix. */
+uint64_t bytemap_hash(const void *key, size_t len);
+/* The value stored under key, or NULL. */
+void *bytemap_get(const bytemap *h, const void *key, size_t len);
+/* Insert (the key must not be present). 0 or -ENOMEM. */
+int bytemap_put(bytemap *h, const void *key, size_t len, void *val);
+/* Remove and return the value, or NULL when absent. */
+void *bytemap_del(bytemap *h, const void *key, size_t len);
+/* Free the table (not the values); the map is empty and reusable afterwards. */
+void bytemap_clear(bytemap *h);
+/* Iterate: start with *pos = 0, *e = NULL; returns false at the end. The map must not change
+ * during iteration. */
+bool bytemap_next(const bytemap *h, size_t *pos, bytemap_entry **e);
+
+#endif

@@ -1,0 +1,58 @@
+/* reconcile_int.h -- internals shared by the reconcile/ .c files: service identities as map
+ * keys, the kernel mirror entries, and the owned-set state file. */
+#ifndef CLUSTERF_RECONCILE_INT_H
+#define CLUSTERF_RECONCILE_INT_H
+
+#include "common/bytemap.h"
+#include "reconcile/reconcile.h"
+
+/* A service identity as plain bytes (zero-filled), usable as a bytemap key. */
+typedef struct svc_id {
+    uint16_t af;
+    uint16_t protocol; /* 0 for fwmark services */
+    uint16_t port;     /* 0 for fwmark services */
+    uint16_t pad;
+    uint32_t fwmark;
+    uint8_t addr[16];  /* zero for fwmark services */
+} svc_id;
+
+/* One kernel service as clusterf last saw it, dests sorted by ipvs_dest_cmp. */
+typedef struct mentry {
+    svc_id id;
+    struct ipvs_service svc;
+    struct ipvs_dest *dests;
+    size_t n_dests, cap;
+} mentry;
+
+/* The IPVS services one clusterf service desired at its last pass. */
+typedef struct named {
+    char *name;
+    svc_id *ids;
+    size_t n;
+} named;
+
+struct reconcile {
+    struct ipvs_iface kernel;
+    char *state_path;
+    bytemap mirror; /* svc_id -> mentry* */
+    bytemap owned;  /* svc_id -> svc_id* (heap copy) */
+    bytemap names;  /* name -> named* */
+    bool needs_full;
+    bool owned_dirty;
+};
+
+void svc_id_of(const struct ipvs_service *s, svc_id *out);
+
+/* Owned set: add / remove / test. add and remove mark owned_dirty on change. */
+int owned_add(reconcile *r, const svc_id *id);
+void owned_remove(reconcile *r, const svc_id *id);
+bool owned_has(const reconcile *r, const svc_id *id);
+void owned_clear(reconcile *r);
+
+/* Read the state file into the owned set (a missing file is an empty set). 0 or -errno with
+ * a message naming the file and line. */
+int state_load(reconcile *r, char *err, size_t errlen);
+/* Write the owned set to the state file atomically (temp file + rename). 0 or -errno. */
+int state_save(reconcile *r, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,427 @@
+/* test_reconcile.c -- reconcile/ against the in-memory fake kernel (tests/lib/fake_ipvs):
+ * config store -> lb -> reconcile -> fake table, for the seed transcript, incremental passes,
+ * ownership across restarts, foreign rules, drift, failures and in-place edits. */
+#include "check.h"
+#include "config/config.h"
+#include "fake_ipvs.h"
+#include "lb/lb.h"
+#include "reconcile/reconcile.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+/* One test's world: a config store, a fake kernel and a reconciler. */
+typedef struct world {
+    config_store *cfg;
+    fake_ipvs *kernel;
+    struct ipvs_iface iface;
+    reconcile *rec;
+    char state[128];
+} world;
+
+static void world_open(world *w, const char *state)
+{
+    char err[256] = "";
+    if (!w->cfg)
+        w->cfg = config_store_new(NULL);
+    if (!w->kernel) {
+        w->kernel = fake_ipvs_new();
+        w->iface = fake_ipvs_iface(w->kernel);
+    }
+    int rc = reconcile_new(&w->iface, state, &w->rec, err, sizeof err);
+    CHECK_MSG(rc == 0, "reconcile_new: %d %s", rc, err);
+}
+
+static void world_close(world *w)
+{
+    reconcile_free(w->rec);
+    config_store_free(w->cfg);
+    fake_ipvs_free(w->kernel);
+    if (w->state[0])
+        unlink(w->state);
+    memset(w, 0, sizeof *w);
+}
+
+static void put(world *w, const char *key, const char *value)
+{
+    config_result res;
+    config_result_init(&res);
+    config_event ev = {CONFIG_SOURCE_ETCD, value == NULL, key, strlen(key), value,
+                       value ? strlen(value) : 0, 1};
+    int rc = config_store_apply(w->cfg, &ev, &res);
+    CHECK_MSG(rc == 0, "apply %s: %d %s", key, rc, res.error);
+    config_result_free(&res);
+}
+
+/* A full pass over the whole desired table; returns the number of changes. */
+static size_t full(world *w)
+{
+    lb_table t;
+    lb_table_init(&t);
+    CHECK_INT(lb_compute_all(w->cfg, &t), 0);
+    reconcile_result res = {0};
+    int rc = reconcile_full(w->rec, &t, &res);
+    CHECK_MSG(rc == 0, "reconcile_full: %d %s", rc, res.error);
+    size_t changes = reconcile_result_changes(&res);
+    reconcile_result_free(&res);
+    lb_table_free(&t);
+    return changes;
+}
+
+/* An incremental pass for one clusterf service; returns the ops sent. */
+static size_t incr(world *w, const char *name)
+{
+    lb_table t;
+    lb_table_init(&t);
+    CHECK_INT(lb_compute_service(w->cfg, name, &t), 0);
+    reconcile_result res = {0};
+    int rc = reconcile_service(w->rec, name, &t, &res);
+    CHECK_MSG(rc == 0, "reconcile_service: %d %s", rc, res.error);
+    size_t n = res.ops.n;
+    if (getenv("DEBUG_OPS"))
+        for (size_t i = 0; i < n; i++) {
+            char a[80], b[80];
+            printf("    op %s %s %s outcome=%d err=%d\n", ipvs_op_name(res.ops.ops[i].kind),
+                   ipvs_service_str(&res.ops.ops[i].svc, a, sizeof a),
+                   ipvs_dest_str(&res.ops.ops[i].svc, &res.ops.ops[i].dest, b, sizeof b),
+                   res.ops.ops[i].outcome, res.ops.ops[i].error);
+        }
+    reconcile_result_free(&res);
+    lb_table_free(&t);
+    return n;
+}
+
+static struct ipvs_service tcp_svc(const char *vip, uint16_t port)
+{
+    struct ipvs_service s = {0};
+    CHECK_INT(ipvs_addr_parse(vip, &s.af, s.addr), 0);
+    s.protocol = IPPROTO_TCP;
+    s.port = port;
+    snprintf(s.sched, sizeof s.sched, "wlc");
+    s.netmask = s.af == AF_INET ? 32 : 128;
+    return s;
+}
+
+static struct ipvs_dest dest(const char *addr, uint16_t port)
+{
+    struct ipvs_dest d = {0};
+    CHECK_INT(ipvs_addr_parse(addr, &d.af, d.addr), 0);
+    d.port = port;
+    return d;
+}
+
+/* The weight and method of a dest in the fake kernel, -1 when it is absent. */
+static long weight_of(world *w, struct ipvs_service s, const char *addr, uint16_t port)
+{
+    struct ipvs_dest d = dest(addr, port);
+    const struct ipvs_dest *k = fake_ipvs_find_dest(w->kernel, &s, &d);
+    return k ? (long)k->weight : -1;
+}
+
+static size_t dests_of(world *w, struct ipvs_service s)
+{
+    const struct ipvs_entry *e = fake_ipvs_find(w->kernel, &s);
+    return e ? e->n_dests : 0;
+}
+
+/* The seed README's transcript, through incremental passes like the daemon runs them. */
+static void test_seed_transcript(void)
+{
+    world w = {0};
+    world_open(&w, NULL);
+    struct ipvs_service vip = tcp_svc("10.107.107.107", 1337);
+    full(&w);
+    CHECK_INT(fake_ipvs_n_services(w.kernel), 0);
+    put(&w, "services/test/frontend", "{\"ipv4\": \"10.107.107.107\", \"tcp\": 1337}");
+    incr(&w, "test");
+    CHECK(fake_ipvs_find(w.kernel, &vip) != NULL);
+    CHECK_INT(dests_of(&w, vip), 0);
+    put(&w, "services/test/backends/test3-1", "{\"ipv4\": \"10.3.107.1\", \"tcp\": 1337}");
+    incr(&w, "test");
+    CHECK_INT(weight_of(&w, vip, "10.3.107.1", 1337), 10);
+    put(&w, "services/test/backends/test3-2", "{\"ipv4\": \"10.3.107.2\", \"tcp\": 1337}");
+    incr(&w, "test");
+    CHECK_INT(dests_of(&w, vip), 2);
+    put(&w, "services/test/backends/test3-2", "{\"ipv4\": \"10.3.107.2\", \"tcp\": 1338}");
+    incr(&w, "test");
+    CHECK_INT(weight_of(&w, vip, "10.3.107.2", 1337), -1);
+    CHECK_INT(weight_of(&w, vip, "10.3.107.2", 1338), 10);
+    CHECK_INT(dests_of(&w, vip), 2);
+    put(&w, "services/test/frontend", NULL);
+    put(&w, "services/test/backends/test3-1", NULL);
+    put(&w, "services/test/backends/test3-2", NULL);
+    incr(&w, "test");
+    CHECK_INT(fake_ipvs_n_services(w.kernel), 0);
+    CHECK_INT(reconcile_owned_count(w.rec), 0);
+    CHECK_INT(full(&w), 0);
+    world_close(&w);
+}
+
+/* Masq dests carry the method; a full pass after incremental ones finds nothing to do. */
+static void test_full_after_incremental_is_noop(void)
+{
+    world w = {0};
+    world_open(&w, NULL);
+    full(&w);
+    char key[64], val[128];
+    for (int s = 0; s < 20; s++) {
+        snprintf(key, sizeof key, "services/s%d/frontend", s);
+        snprintf(val, sizeof val, "{\"ipv4\":\"10.0.0.%d\",\"ipv6\":\"2001:db8::%d\",\"tcp\":80,\"udp\":53}", s + 1, s + 1);
+        put(&w, key, val);
+        for (int b = 0; b < 5; b++) {
+            snprintf(key, sizeof key, "services/s%d/backends/b%d", s, b);
+            snprintf(val, sizeof val, "{\"ipv4\":\"10.1.%d.%d\",\"ipv6\":\"2001:db8:1::%d:%d\",\"tcp\":8080,\"udp\":5353,\"weight\":%d}", s, b + 1, s, b + 1, b);
+            put(&w, key, val);
+        }
+        snprintf(key, sizeof key, "s%d", s);
+        incr(&w, key);
+    }
+    CHECK_INT(fake_ipvs_n_services(w.kernel), 80);
+    CHECK_INT(reconcile_owned_count(w.rec), 80);
+    CHECK_INT(full(&w), 0);
+    /* One backend event: ops only for that service's (4) IPVS services. */
+    put(&w, "services/s7/backends/b2", "{\"ipv4\":\"10.1.7.3\",\"tcp\":8080,\"weight\":3}");
+    size_t before = fake_ipvs_ops(w.kernel);
+    size_t n = incr(&w, "s7");
+    CHECK_MSG(n >= 1 && n <= 4, "one backend change sent %zu ops", n);
+    CHECK_INT(fake_ipvs_ops(w.kernel) - before, n);
+    CHECK_INT(weight_of(&w, tcp_svc("10.0.0.8", 80), "10.1.7.3", 8080), 3);
+    CHECK_INT(full(&w), 0);
+    world_close(&w);
+}
+
+/* Weight changes, including 0 (drain), are edits in place: connections survive. */
+static void test_weight_edit_in_place(void)
+{
+    world w = {0};
+    world_open(&w, NULL);
+    full(&w);
+    put(&w, "services/web/frontend", "{\"ipv4\":\"10.9.0.1\",\"tcp\":80}");
+    put(&w, "services/web/backends/a", "{\"ipv4\":\"10.9.1.1\",\"tcp\":80}");
+    incr(&w, "web");
+    struct ipvs_service s = tcp_svc("10.9.0.1", 80);
+    struct ipvs_dest d = dest("10.9.1.1", 80);
+    struct ipvs_dest *k = (struct ipvs_dest *)fake_ipvs_find_dest(w.kernel, &s, &d);
+    CHECK(k != NULL);
+    if (k)
+        k->active_conns = 7;
+    put(&w, "services/web/backends/a", "{\"ipv4\":\"10.9.1.1\",\"tcp\":80,\"weight\":0}");
+    CHECK_INT(incr(&w, "web"), 1);
+    k = (struct ipvs_dest *)fake_ipvs_find_dest(w.kernel, &s, &d);
+    CHECK(k && k->weight == 0 && k->active_conns == 7);
+    put(&w, "services/web/backends/a", "{\"ipv4\":\"10.9.1.1\",\"tcp\":80,\"weight\":25}");
+    CHECK_INT(incr(&w, "web"), 1);
+    k = (struct ipvs_dest *)fake_ipvs_find_dest(w.kernel, &s, &d);
+    CHECK(k && k->weight == 25 && k->active_conns == 7);
+    world_close(&w);
+}
+
+/* A service made by hand is never touched; one the config names is adopted. */
+static void test_foreign_rules(void)
+{
+    world w = {0};
+    world_open(&w, NULL);
+    struct ipvs_service foreign = tcp_svc("192.0.2.1", 22);
+    struct ipvs_dest fd = dest("192.0.2.9", 22);
+    fd.weight = 1;
+    fake_ipvs_do(w.kernel, IPVS_OP_ADD_SERVICE, &foreign, NULL);
+    fake_ipvs_do(w.kernel, IPVS_OP_ADD_DEST, &foreign, &fd);
+    put(&w, "services/web/frontend", "{\"ipv4\":\"10.9.0.1\",\"tcp\":80}");
+    full(&w);
+    CHECK(fake_ipvs_find(w.kernel, &foreign) != NULL);
+    CHECK_INT(weight_of(&w, foreign, "192.0.2.9", 22), 1);
+    put(&w, "services/web/frontend", NULL);
+    full(&w);
+    CHECK(fake_ipvs_find(w.kernel, &foreign) != NULL);
+    CHECK_INT(fake_ipvs_n_services(w.kernel), 1);
+    /* The config names the hand-made service: clusterf takes it over. */
+    put(&w, "services/ssh/frontend", "{\"ipv4\":\"192.0.2.1\",\"tcp\":22}");
+    put(&w, "services/ssh/backends/x", "{\"ipv4\":\"192.0.2.10\",\"tcp\":22}");
+    full(&w);
+    CHECK_INT(weight_of(&w, foreign, "192.0.2.9", 22), -1);
+    CHECK_INT(weight_of(&w, foreign, "192.0.2.10", 22), 10);
+    world_close(&w);
+}
+
+/* What clusterf created is deleted after a restart even if its config went away meanwhile,
+ * thanks to the state file; without it the same service would count as foreign. */
+static void test_ownership_survives_restart(void)
+{
+    world w = {0};
+    snprintf(w.state, sizeof w.state, "/tmp/clusterf-test-state-%d/sub/owned", (int)getpid());
+    world_open(&w, w.state);
+    put(&w, "services/web/frontend", "{\"ipv4\":\"10.9.0.1\",\"tcp\":80}");
+    put(&w, "services/dns/frontend", "{\"ipv6\":\"2001:db8::53\",\"udp\":53,\"tcp\":53}");
+    full(&w);
+    CHECK_INT(fake_ipvs_n_services(w.kernel), 3);
+    CHECK(access(w.state, R_OK) == 0);
+    reconcile_free(w.rec);
+    w.rec = NULL;
+    put(&w, "services/web/frontend", NULL);
+    put(&w, "services/dns/frontend", NULL);
+    world_open(&w, w.state);
+    CHECK_INT(reconcile_owned_count(w.rec), 3);
+    full(&w);
+    CHECK_INT(fake_ipvs_n_services(w.kernel), 0);
+    CHECK_INT(reconcile_owned_count(w.rec), 0);
+    /* Without a state file a restart forgets: the leftover stays (counted as foreign). */
+    reconcile_free(w.rec);
+    w.rec = NULL;
+    world_open(&w, NULL);
+    put(&w, "services/web/frontend", "{\"ipv4\":\"10.9.0.1\",\"tcp\":80}");
+    full(&w);
+    reconcile_free(w.rec);
+    w.rec = NULL;
+    world_open(&w, NULL);
+    put(&w, "services/web/frontend", NULL);
+    full(&w);
+    CHECK_INT(fake_ipvs_n_services(w.kernel), 1);
+    world_close(&w);
+}
+
+static void test_corrupt_state_file(void)
+{
+    char path[128], err[256] = "";
+    snprintf(path, sizeof path, "/tmp/clusterf-test-bad-state-%d", (int)getpid());
+    FILE *f = fopen(path, "w");
+    fprintf(f, "# header\ninet tcp 10.0.0.1 80 0\ninet bogus 1.2.3.4 x\n");
+    fclose(f);
+    fake_ipvs *k = fake_ipvs_new();
+    struct ipvs_iface iface = fake_ipvs_iface(k);
+    reconcile *r = NULL;
+    int rc = reconcile_new(&iface, path, &r, err, sizeof err);
+    CHECK_INT(rc, -EINVAL);
+    CHECK(r == NULL);
+    CHECK_MSG(strstr(err, path) && strstr(err, "line 3"), "error names file and line: %s", err);
+    unlink(path);
+    fake_ipvs_free(k);
+}
+
+/* Rules deleted by hand (one service, then the whole table) come back in one full pass. */
+static void test_drift_repaired(void)
+{
+    world w = {0};
+    world_open(&w, NULL);
+    put(&w, "services/web/frontend", "{\"ipv4\":\"10.9.0.1\",\"tcp\":80}");
+    put(&w, "services/web/backends/a", "{\"ipv4\":\"10.9.1.1\",\"tcp\":80}");
+    put(&w, "services/api/frontend", "{\"ipv4\":\"10.9.0.2\",\"tcp\":443}");
+    put(&w, "services/api/backends/a", "{\"ipv4\":\"10.9.1.2\",\"tcp\":443}");
+    full(&w);
+    struct ipvs_service web = tcp_svc("10.9.0.1", 80);
+    fake_ipvs_do(w.kernel, IPVS_OP_DEL_SERVICE, &web, NULL);
+    CHECK_INT(full(&w), 2);
+    CHECK_INT(weight_of(&w, web, "10.9.1.1", 80), 10);
+    fake_ipvs_do(w.kernel, IPVS_OP_FLUSH, NULL, NULL);
+    CHECK_INT(full(&w), 4);
+    CHECK_INT(fake_ipvs_n_services(w.kernel), 2);
+    /* A stale mirror found by an incremental pass asks for a full one. */
+    struct ipvs_dest d = dest("10.9.1.1", 80);
+    fake_ipvs_do(w.kernel, IPVS_OP_DEL_DEST, &web, &d);
+    put(&w, "services/web/backends/a", "{\"ipv4\":\"10.9.1.1\",\"tcp\":80,\"weight\":5}");
+    incr(&w, "web");
+    CHECK(reconcile_needs_full(w.rec));
+    full(&w);
+    CHECK(!reconcile_needs_full(w.rec));
+    CHECK_INT(weight_of(&w, web, "10.9.1.1", 80), 5);
+    world_close(&w);
+}
+
+/* A refused op fails alone; the rest of the pass applies; a later pass retries. */
+static void test_refused_op_is_isolated(void)
+{
+    world w = {0};
+    world_open(&w, NULL);
+    fake_ipvs_refuse_sched(w.kernel, "nosuch");
+    put(&w, "services/bad/frontend", "{\"ipv4\":\"10.9.0.1\",\"tcp\":80,\"scheduler\":\"nosuch\"}");
+    put(&w, "services/bad/backends/a", "{\"ipv4\":\"10.9.1.1\",\"tcp\":80}");
+    put(&w, "services/good/frontend", "{\"ipv4\":\"10.9.0.2\",\"tcp\":80}");
+    put(&w, "services/good/backends/a", "{\"ipv4\":\"10.9.1.2\",\"tcp\":80}");
+    lb_table t;
+    lb_table_init(&t);
+    CHECK_INT(lb_compute_all(w.cfg, &t), 0);
+    reconcile_result res = {0};
+    CHECK_INT(reconcile_full(w.rec, &t, &res), 0);
+    CHECK_INT(res.failed, 2); /* the service, and its dest (no such service) */
+    CHECK_INT(res.svc_added, 1);
+    CHECK_INT(res.dest_added, 1);
+    reconcile_result_free(&res);
+    lb_table_free(&t);
+    CHECK_INT(fake_ipvs_n_services(w.kernel), 1);
+    fake_ipvs_refuse_sched(w.kernel, NULL);
+    CHECK_INT(full(&w), 2);
+    CHECK_INT(fake_ipvs_n_services(w.kernel), 2);
+    world_close(&w);
+}
+
+/* A failed dump changes nothing and reports the error. */
+static void test_dump_failure(void)
+{
+    world w = {0};
+    world_open(&w, NULL);
+    put(&w, "services/web/frontend", "{\"ipv4\":\"10.9.0.1\",\"tcp\":80}");
+    fake_ipvs_fail_dumps(w.kernel, true);
+    lb_table t;
+    lb_table_init(&t);
+    CHECK_INT(lb_compute_all(w.cfg, &t), 0);
+    reconcile_result res = {0};
+    CHECK_INT(reconcile_full(w.rec, &t, &res), -EIO);
+    CHECK_MSG(strstr(res.error, "dump") != NULL, "error: %s", res.error);
+    CHECK_INT(res.ops.n, 0);
+    reconcile_result_free(&res);
+    lb_table_free(&t);
+    CHECK_INT(fake_ipvs_n_services(w.kernel), 0);
+    fake_ipvs_fail_dumps(w.kernel, false);
+    CHECK_INT(full(&w), 1);
+    world_close(&w);
+}
+
+/* --flush removes foreign rules too, once. */
+static void test_flush(void)
+{
+    world w = {0};
+    world_open(&w, NULL);
+    struct ipvs_service foreign = tcp_svc("192.0.2.1", 22);
+    fake_ipvs_do(w.kernel, IPVS_OP_ADD_SERVICE, &foreign, NULL);
+    reconcile_result res = {0};
+    CHECK_INT(reconcile_flush(w.rec, &res), 0);
+    reconcile_result_free(&res);
+    CHECK_INT(fake_ipvs_n_services(w.kernel), 0);
+    world_close(&w);
+}
+
+/* A frontend's VIP change deletes the old service and adds the new one. */
+static void test_vip_change(void)
+{
+    world w = {0};
+    world_open(&w, NULL);
+    full(&w);
+    put(&w, "services/web/frontend", "{\"ipv4\":\"10.9.0.1\",\"tcp\":80}");
+    put(&w, "services/web/backends/a", "{\"ipv4\":\"10.9.1.1\",\"tcp\":8080}");
+    incr(&w, "web");
+    put(&w, "services/web/frontend", "{\"ipv4\":\"10.9.0.99\",\"tcp\":80}");
+    incr(&w, "web");
+    struct ipvs_service old = tcp_svc("10.9.0.1", 80), neu = tcp_svc("10.9.0.99", 80);
+    CHECK(fake_ipvs_find(w.kernel, &old) == NULL);
+    CHECK_INT(weight_of(&w, neu, "10.9.1.1", 8080), 10);
+    CHECK_INT(reconcile_owned_count(w.rec), 1);
+    world_close(&w);
+}
+
+int main(int argc, char **argv)
+{
+    check_init(argc, argv);
+    check_run("seed_transcript", test_seed_transcript);
+    check_run("full_after_incremental_is_noop", test_full_after_incremental_is_noop);
+    check_run("weight_edit_in_place", test_weight_edit_in_place);
+    check_run("foreign_rules", test_foreign_rules);
+    check_run("ownership_survives_restart", test_ownership_survives_restart);
+    check_run("corrupt_state_file", test_corrupt_state_file);
+    check_run("drift_repaired", test_drift_repaired);
+    check_run("refused_op_is_isolated", test_refused_op_is_isolated);
+    check_run("dump_failure", test_dump_failure);
+    check_run("flush", test_flush);
+    check_run("vip_change", test_vip_change);
+    return check_end();
+}
