@@ -171,8 +171,11 @@ static void handle_response(etcd_watch *w, Etcdserverpb__WatchResponse *r)
     if (r->canceled) {
         const char *why = r->cancel_reason && *r->cancel_reason ? r->cancel_reason : "watch canceled by etcd";
         etcd_err_set(&w->last_err, GRPC_STATUS_CANCELLED, w->c->eps[w->st.ep].url, "%s", why);
-        w->need_auth = etcd_auth_error(GRPC_STATUS_UNAUTHENTICATED, why) ||
-                       etcd_auth_error(GRPC_STATUS_INVALID_ARGUMENT, why);
+        /* etcd 3.4 refuses a watch whose token expired with "permission denied": with
+         * auth in use, get a fresh token before the next attempt. */
+        w->need_auth = etcd_auth_needed(w->c) && (strstr(why, "permission denied") ||
+                       etcd_auth_error(GRPC_STATUS_UNAUTHENTICATED, why) ||
+                       etcd_auth_error(GRPC_STATUS_INVALID_ARGUMENT, why));
         etcd_stream_cancel(&w->st);
         return;
     }
