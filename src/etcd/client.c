@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -313,8 +314,24 @@ int etcd_client_endpoint(etcd_client *c, char *buf, size_t size)
     return (int)ep;
 }
 
+/* gRPC's own log lines (handshake failures, ...) go to our log at debug: every failure
+ * that matters reaches the caller as an etcd_error, and reconnects are logged at info. */
+static void grpc_log(gpr_log_func_args *a)
+{
+    char q[512];
+    log_debug("msg=\"grpc\" src=%s:%d text=%s", a->file, a->line, log_quote(q, sizeof q, a->message));
+}
+
+static pthread_once_t grpc_log_once = PTHREAD_ONCE_INIT;
+
+static void grpc_log_setup(void)
+{
+    gpr_set_log_function(grpc_log);
+}
+
 int etcd_client_new(const etcd_config *cfg, etcd_client **out, etcd_error *err)
 {
+    pthread_once(&grpc_log_once, grpc_log_setup);
     *out = NULL;
     if ((cfg->username != NULL) != (cfg->password != NULL)) {
         etcd_err_set(err, ETCD_ERR_LOCAL, NULL, "etcd username and password must be given together");
