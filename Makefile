@@ -32,7 +32,7 @@ VM_GUESTS    := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/vm/guest_*.c))
 BENCHES      := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/bench/bench_*.c)))
 TEST_BINS    := $(UNIT_TESTS) $(INTEG_TESTS) $(VM_TESTS)
 
-.PHONY: all test asan bench proto check-generated fuzz demo clean tests
+.PHONY: all test asan bench proto check-generated fuzz fuzz-build demo clean tests
 .SECONDARY:
 all: $(PROGS) $(LIB)
 
@@ -73,6 +73,26 @@ asan:
 
 bench: all $(BENCHES)
 	@set -e; for b in $(BENCHES); do echo "== $$b"; $$b; done
+
+# libFuzzer targets tests/fuzz/fuzz_*.c over config/ + lb/ (pure code, so built straight from
+# their sources with clang), each run for FUZZ_SECONDS by tests/fuzz/run-fuzzer.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS   := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+                -D_GNU_SOURCE -Isrc -Itests/lib $(shell pkg-config --cflags json-c)
+FUZZ_SRCS    := $(sort $(wildcard src/config/*.c src/lb/*.c)) tests/lib/lb_dump.c
+FUZZERS      := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_SRCS) $(wildcard src/config/*.h src/lb/*.h tests/lib/lb_dump.h)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo '  FUZZ  $@',true)
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRCS) $(shell pkg-config --libs json-c)
+
+fuzz-build: $(FUZZERS)
+
+fuzz: $(FUZZERS)
+	@set -e; for f in $(FUZZERS); do echo "== $$f ($(FUZZ_SECONDS)s)"; \
+	  tests/fuzz/run-fuzzer $(BUILD) $$(basename $$f) $(FUZZ_SECONDS); done
 
 # Regenerate generated/ from proto/ with protoc-c.
 proto:

@@ -543,7 +543,8 @@ int config_store_foreach_backend(config_store *s, const char *service, config_ba
     if (!svc)
         return 0;
     if (!svc->sorted) {
-        qsort(svc->backends, svc->n_backends, sizeof *svc->backends, node_name_cmp);
+        if (svc->n_backends > 1)
+            qsort(svc->backends, svc->n_backends, sizeof *svc->backends, node_name_cmp);
         for (size_t i = 0; i < svc->n_backends; i++)
             svc->backends[i]->idx = i;
         svc->sorted = true;
@@ -604,7 +605,8 @@ long config_store_routes(config_store *s, const config_route_ref **out)
             if (v)
                 eff[s->n_eff++] = (config_route_ref){s->routes[i]->name, &v->u.route};
         }
-        qsort(eff, s->n_eff, sizeof *eff, route_ref_cmp);
+        if (s->n_eff > 1)
+            qsort(eff, s->n_eff, sizeof *eff, route_ref_cmp);
         s->routes_dirty = false;
     }
     *out = s->eff;

@@ -261,7 +261,8 @@ static int cand_cmp(const void *pa, const void *pb)
 /* Sort the candidates and merge equal addr:port into ls->dests. */
 static int merge_dests(lb_table *t, lb_service *ls, cand_list *l)
 {
-    qsort(l->v, l->n, sizeof *l->v, cand_cmp);
+    if (l->n > 1)
+        qsort(l->v, l->n, sizeof *l->v, cand_cmp);
     if (l->n && !(ls->dests = malloc(l->n * sizeof *ls->dests)))
         return -ENOMEM;
     for (size_t i = 0, j; i < l->n; i = j) {
@@ -334,7 +335,8 @@ static int run_finish(run *r, int err)
         lb_table_free(r->out);
         return err;
     }
-    qsort(r->out->services, r->out->n_services, sizeof *r->out->services, service_sort_cmp);
+    if (r->out->n_services > 1)
+        qsort(r->out->services, r->out->n_services, sizeof *r->out->services, service_sort_cmp);
     config_strs_sort_unique(&r->out->conflicts);
     return 0;
 }

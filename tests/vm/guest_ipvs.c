@@ -13,6 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -113,7 +117,10 @@ static struct ipvs_table *dump(void)
 /* A connection from test_family and an empty table, else a failure. */
 static bool ready(void)
 {
-    return CHECK_MSG(conn != NULL, "no IPVS connection (see test family)") && flush();
+    struct ipvs_err err = { 0 };
+    if (!conn && ipvs_conn_new(&conn, &err) < 0)
+        return check_fail(__FILE__, __LINE__, "ipvs_conn_new: %s", err.msg);
+    return flush();
 }
 
 /* ---------- ipvsadm -S -n as a set of canonical lines ------------------------------------- */
@@ -427,11 +434,13 @@ static void mixed_batch(struct ipvs_batch *b)
 static void test_family(void)
 {
     struct ipvs_err err = { 0 };
-    int rc = ipvs_conn_new(&conn, &err);
+    ipvs_conn *c = NULL;
+    int rc = ipvs_conn_new(&c, &err);
     if (!CHECK_MSG(rc == 0, "ipvs_conn_new: %d %s", rc, err.msg))
         return;
-    CHECK(ipvs_conn_max_batch(conn) >= 16);
-    printf("  IPVS family resolved; %zu ops per sendmsg\n", ipvs_conn_max_batch(conn));
+    CHECK(ipvs_conn_max_batch(c) >= 16);
+    printf("  IPVS family resolved; %zu ops per sendmsg\n", ipvs_conn_max_batch(c));
+    ipvs_conn_free(c);
 }
 
 static void test_add_mixed_matches_ipvsadm(void)
@@ -762,6 +771,235 @@ static void test_iface(void)
     ipvs_batch_release(&b);
 }
 
+/* ---------- real traffic: edits keep an established connection ----------------------------- */
+
+#define IPC "/bin/ip"
+
+/* Client netns cl (10.8.0.2) -> VIP 10.10.10.10 on a dummy in the root netns -> masq to the
+ * backend netns be (10.9.0.2). Returns 0 when the topology is up. */
+static int net_setup(void)
+{
+    return sh("set -e; " IPC " netns add be; " IPC " netns add cl; "
+              IPC " link add vb0 type veth peer name vb1; " IPC " link set vb1 netns be; "
+              IPC " addr add 10.9.0.1/24 dev vb0; " IPC " link set vb0 up; "
+              IPC " -n be addr add 10.9.0.2/24 dev vb1; " IPC " -n be link set vb1 up; "
+              IPC " -n be link set lo up; " IPC " -n be route add default via 10.9.0.1; "
+              IPC " link add vc0 type veth peer name vc1; " IPC " link set vc1 netns cl; "
+              IPC " addr add 10.8.0.1/24 dev vc0; " IPC " link set vc0 up; "
+              IPC " -n cl addr add 10.8.0.2/24 dev vc1; " IPC " -n cl link set vc1 up; "
+              IPC " -n cl link set lo up; " IPC " -n cl route add default via 10.8.0.1; "
+              IPC " link add vip0 type dummy; " IPC " addr add 10.10.10.10/32 dev vip0; "
+              IPC " link set vip0 up; echo 1 > /proc/sys/net/ipv4/ip_forward");
+}
+
+static void net_teardown(void)
+{
+    sh(IPC " netns del be 2>/dev/null; " IPC " netns del cl 2>/dev/null; "
+       IPC " link del vip0 2>/dev/null; " IPC " link del vb0 2>/dev/null; "
+       IPC " link del vc0 2>/dev/null; true");
+}
+
+/* Fork a child that enters netns `ns` and runs fn(); returns its pid or -1. */
+static pid_t spawn_in_netns(const char *ns, void (*fn)(void))
+{
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    char path[64];
+    snprintf(path, sizeof(path), "/run/netns/%s", ns);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0 || setns(fd, CLONE_NEWNET) < 0)
+        _exit(1);
+    fn();
+    _exit(0);
+}
+
+/* Backend: accept one connection on :9000 and count the bytes received in /tmp/be.count. */
+static void backend_main(void)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(9000) };
+    int one = 1, ls = socket(AF_INET, SOCK_STREAM, 0);
+    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(ls, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(ls, 4) < 0)
+        _exit(1);
+    int s = accept(ls, NULL, NULL);
+    char buf[256];
+    long total = 0;
+    ssize_t n;
+    while (s >= 0 && (n = read(s, buf, sizeof(buf))) > 0) {
+        total += n;
+        FILE *f = fopen("/tmp/be.count.tmp", "w");
+        if (f) {
+            fprintf(f, "%ld\n", total);
+            fclose(f);
+            rename("/tmp/be.count.tmp", "/tmp/be.count");
+        }
+    }
+}
+
+/* Client: connect to the VIP and send a line every 50 ms, for ever. */
+static void client_main(void)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(9000) };
+    inet_pton(AF_INET, "10.10.10.10", &a.sin_addr);
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    if (connect(s, (struct sockaddr *)&a, sizeof(a)) < 0)
+        _exit(1);
+    for (;;) {
+        if (write(s, "ping\n", 5) != 5)
+            _exit(1);
+        usleep(50 * 1000);
+    }
+}
+
+/* A second client: exit 0 if a new connection to the VIP is established within 3 s. */
+static void probe_main(void)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(9000) };
+    struct timeval tv = { .tv_sec = 3 };
+    inet_pton(AF_INET, "10.10.10.10", &a.sin_addr);
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    _exit(connect(s, (struct sockaddr *)&a, sizeof(a)) == 0 ? 0 : 1);
+}
+
+/* Whether a new connection through the VIP gets established now. */
+static bool new_connection_accepted(void)
+{
+    int st = 0;
+    pid_t p = spawn_in_netns("cl", probe_main);
+    if (p < 0 || waitpid(p, &st, 0) < 0)
+        return false;
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+/* Bytes the backend has received so far. */
+static long backend_bytes(void)
+{
+    long n = 0;
+    FILE *f = fopen("/tmp/be.count", "r");
+    if (f) {
+        if (fscanf(f, "%ld", &n) != 1)
+            n = 0;
+        fclose(f);
+    }
+    return n;
+}
+
+/* Wait up to ms for the backend's byte count to exceed `than`. */
+static bool backend_grows(long than, int ms)
+{
+    for (int waited = 0; waited < ms; waited += 100) {
+        if (backend_bytes() > than)
+            return true;
+        usleep(100 * 1000);
+    }
+    return false;
+}
+
+/* The one dest of the VIP service as dumped now (false if absent). */
+static bool vip_dest(const struct ipvs_service *s, struct ipvs_dest *out)
+{
+    struct ipvs_dest *d = NULL;
+    size_t n = 0;
+    struct ipvs_err err = { 0 };
+    int rc = ipvs_dump_dests(conn, s, &d, &n, &err);
+    bool ok = rc == 0 && n == 1;
+    if (ok)
+        *out = d[0];
+    free(d);
+    return ok;
+}
+
+/* ActiveConn of dest `addr` in `ipvsadm -L -n`, or -1. */
+static int ipvsadm_active(const char *addr)
+{
+    char line[256], a[64];
+    int w, act, inact, found = -1;
+    FILE *p = popen(IPVSADM " -L -n", "r");
+    while (p && fgets(line, sizeof(line), p))
+        if (sscanf(line, " -> %63s %*s %d %d %d", a, &w, &act, &inact) == 4 &&
+            strcmp(a, addr) == 0)
+            found = act;
+    if (p)
+        pclose(p);
+    return found;
+}
+
+/* A TCP connection through a masq VIP stays up, and keeps its destination, stats and
+ * connection count, across a scheduler change and a weight change to 0 (drain). */
+static void test_edit_keeps_connection(void)
+{
+    struct ipvs_batch b = { 0 }, e = { 0 };
+    struct ipvs_dest d0, d1;
+    pid_t be = -1, cl = -1;
+    if (!ready())
+        return;
+    net_teardown();
+    if (!CHECK_MSG(net_setup() == 0, "netns/veth setup failed"))
+        goto out;
+    struct ipvs_service s = svc_ip(IPPROTO_TCP, "10.10.10.10", 9000, "rr");
+    struct ipvs_dest d = dest_ip("10.9.0.2", 9000, IPVS_FWD_MASQ, 1);
+    ipvs_batch_push(&b, IPVS_OP_ADD_SERVICE, &s, NULL);
+    ipvs_batch_push(&b, IPVS_OP_ADD_DEST, &s, &d);
+    if (!apply(&b) || !all_applied(&b))
+        goto out;
+    unlink("/tmp/be.count");
+    be = spawn_in_netns("be", backend_main);
+    usleep(300 * 1000);
+    cl = spawn_in_netns("cl", client_main);
+    if (!CHECK_MSG(backend_grows(20, 20000), "no traffic reached the backend through the VIP"))
+        goto out;
+    sleep(3);   /* stats are summed from per-CPU counters by a 2 s estimator */
+    if (!CHECK(vip_dest(&s, &d0)))
+        goto out;
+    CHECK_INT(d0.active_conns, 1);
+    CHECK_INT(ipvsadm_active("10.9.0.2:9000"), 1);
+    CHECK_INT(d0.stats.conns, 1);
+    CHECK(d0.stats.inpkts > 3);
+    CHECK_MSG(new_connection_accepted(), "weight 1: a second connection should be scheduled");
+    snprintf(s.sched, sizeof(s.sched), "wlc");
+    d.weight = 0;
+    ipvs_batch_push(&e, IPVS_OP_EDIT_SERVICE, &s, NULL);
+    ipvs_batch_push(&e, IPVS_OP_EDIT_DEST, &s, &d);
+    if (!apply(&e) || !all_applied(&e))
+        goto out;
+    long before = backend_bytes();
+    CHECK_MSG(backend_grows(before + 20, 20000), "the connection stopped after the edits");
+    sleep(3);
+    if (CHECK(vip_dest(&s, &d1))) {
+        CHECK_INT(d1.weight, 0);
+        CHECK_INT(d1.active_conns, 1);
+        CHECK_INT(d1.stats.conns, 2);        /* the first one + the probe */
+        CHECK_MSG(d1.stats.inpkts > d0.stats.inpkts, "inpkts %llu -> %llu",
+                  (unsigned long long)d0.stats.inpkts, (unsigned long long)d1.stats.inpkts);
+        CHECK_INT(ipvsadm_active("10.9.0.2:9000"), 1);
+    }
+    CHECK_MSG(!new_connection_accepted(), "weight 0 must not take new connections");
+    before = backend_bytes();
+    CHECK_MSG(backend_grows(before + 20, 20000), "the connection stopped after a new one was refused");
+    struct ipvs_service *svcs = NULL;
+    size_t n = 0;
+    struct ipvs_err err = { 0 };
+    int rc = ipvs_dump_services(conn, &svcs, &n, &err);
+    if (CHECK_MSG(rc == 0 && n == 1, "service dump: %d %s, %zu services", rc, err.msg, n)) {
+        CHECK_STR(svcs[0].sched, "wlc");
+        CHECK_INT(svcs[0].stats.conns, 2);
+    }
+    free(svcs);
+    printf("  connection through the VIP survived: %ld bytes at the backend, dest inpkts "
+           "%llu -> %llu\n", backend_bytes(), (unsigned long long)d0.stats.inpkts,
+           (unsigned long long)d1.stats.inpkts);
+out:
+    if (cl > 0)
+        kill(cl, SIGKILL), waitpid(cl, NULL, 0);
+    if (be > 0)
+        kill(be, SIGKILL), waitpid(be, NULL, 0);
+    net_teardown();
+    ipvs_batch_release(&e);
+    ipvs_batch_release(&b);
+}
+
 /* ---------- benchmark: our batched API vs ipvsadm -R ------------------------------------- */
 
 static int bench(int n)
@@ -820,6 +1058,7 @@ int main(int argc, char **argv)
     check_run("small_chunks", test_small_chunks);
     check_run("batch_2000", test_batch_2000);
     check_run("iface", test_iface);
+    check_run("edit_keeps_connection", test_edit_keeps_connection);
     if (conn)
         flush();
     ipvs_conn_free(conn);
