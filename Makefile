@@ -32,7 +32,7 @@ VM_GUESTS    := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/vm/guest_*.c))
 BENCHES      := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/bench/bench_*.c)))
 TEST_BINS    := $(UNIT_TESTS) $(INTEG_TESTS) $(VM_TESTS)
 
-.PHONY: all test asan bench proto check-generated fuzz demo clean tests
+.PHONY: all test asan bench bench-ipvs proto check-generated fuzz demo clean tests
 .SECONDARY:
 all: $(PROGS) $(LIB)
 
@@ -73,6 +73,10 @@ asan:
 
 bench: all $(BENCHES)
 	@set -e; for b in $(BENCHES); do echo "== $$b"; $$b; done
+
+# In the VM: 2,000 IPVS services with the batched API vs `ipvsadm -R` (tests/bench/ipvs-vm.sh).
+bench-ipvs: tests
+	tests/bench/ipvs-vm.sh
 
 # Regenerate generated/ from proto/ with protoc-c.
 proto:

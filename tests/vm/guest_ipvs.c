@@ -1017,6 +1017,14 @@ static int bench(int n)
     double t1 = now_ms();
     size_t ok = ipvs_ops_count(b.ops, b.n, IPVS_APPLIED);
     flush();
+    size_t per = ipvs_conn_max_batch(conn);
+    ipvs_conn_set_max_batch(conn, 1);          /* the same ops, one per sendmsg */
+    double u0 = now_ms();
+    int rc1 = ipvs_apply(conn, b.ops, b.n, &err);
+    double u1 = now_ms();
+    ipvs_conn_set_max_batch(conn, per);
+    size_t ok1 = ipvs_ops_count(b.ops, b.n, IPVS_APPLIED);
+    flush();
     FILE *f = fopen("/tmp/rules", "w");
     char line[256];
     for (size_t i = 0; f && i < b.n; i++) {
@@ -1033,14 +1041,16 @@ static int bench(int n)
     struct ipvs_service *svcs = NULL;
     size_t nsvc = 0;
     ipvs_dump_services(conn, &svcs, &nsvc, &err);
-    printf("bench: %d services: ipvs_apply %.1f ms (rc %d, %zu applied), ipvsadm -R %.1f ms "
-           "(exit %d, %zu in the table), ratio %.1fx\n", n, t1 - t0, rc, ok, t3 - t2, st, nsvc,
-           (t3 - t2) / (t1 - t0));
+    printf("bench: %d services: ipvs_apply %.1f ms (%zu per sendmsg, rc %d, %zu applied), "
+           "ipvsadm -R %.1f ms (exit %d, %zu in the table), ratio %.1fx; "
+           "ipvs_apply one op per sendmsg %.1f ms (rc %d, %zu applied)\n", n, t1 - t0, per, rc,
+           ok, t3 - t2, st, nsvc, (t3 - t2) / (t1 - t0), u1 - u0, rc1, ok1);
     free(svcs);
     flush();
     ipvs_batch_release(&b);
     ipvs_conn_free(conn);
-    return rc == 0 && st == 0 && ok == (size_t)n && nsvc == (size_t)n ? 0 : 1;
+    return rc == 0 && rc1 == 0 && st == 0 && ok == (size_t)n && ok1 == (size_t)n &&
+           nsvc == (size_t)n ? 0 : 1;
 }
 
 int main(int argc, char **argv)
