@@ -32,7 +32,7 @@ VM_GUESTS    := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/vm/guest_*.c))
 BENCHES      := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/bench/bench_*.c)))
 TEST_BINS    := $(UNIT_TESTS) $(INTEG_TESTS) $(VM_TESTS)
 
-.PHONY: all test asan bench proto check-generated fuzz fuzz-build demo clean tests
+.PHONY: all test asan bench bench-ipvs proto check-generated fuzz fuzz-build demo clean tests
 .SECONDARY:
 all: $(PROGS) $(LIB)
 
@@ -93,6 +93,10 @@ fuzz-build: $(FUZZERS)
 fuzz: $(FUZZERS)
 	@set -e; for f in $(FUZZERS); do echo "== $$f ($(FUZZ_SECONDS)s)"; \
 	  tests/fuzz/run-fuzzer $(BUILD) $$(basename $$f) $(FUZZ_SECONDS); done
+
+# In the VM: 2,000 IPVS services with the batched API vs `ipvsadm -R` (tests/bench/ipvs-vm.sh).
+bench-ipvs: tests
+	tests/bench/ipvs-vm.sh
 
 # Regenerate generated/ from proto/ with protoc-c.
 proto:

@@ -149,6 +149,24 @@ void ipvs_conn_counters(const ipvs_conn *c, struct ipvs_counters *out);
 /* c as an ipvs_iface (c stays owned by the caller). */
 struct ipvs_iface ipvs_conn_iface(ipvs_conn *c);
 
+/* An in-memory IPVS table that answers ops as Linux 6.1 does (same errno, same checks, same
+ * outcomes as ipvs_apply), for unit tests of code built on ipvs_iface. */
+typedef struct ipvs_fake ipvs_fake;
+/* A new empty fake, or NULL (out of memory). */
+ipvs_fake *ipvs_fake_new(void);
+/* NULL is a no-op. */
+void ipvs_fake_free(ipvs_fake *f);
+/* f as an ipvs_iface (f stays owned by the caller). */
+struct ipvs_iface ipvs_fake_iface(ipvs_fake *f);
+/* Like ipvs_dump / ipvs_apply, on the in-memory table. */
+int ipvs_fake_dump(ipvs_fake *f, struct ipvs_table **out, struct ipvs_err *err);
+int ipvs_fake_apply(ipvs_fake *f, struct ipvs_op *ops, size_t n, struct ipvs_err *err);
+/* Make a later apply break like a lost exchange: after n_ops more ops, the rest of that call
+ * is IPVS_FAILED with code and the call returns code (e.g. -ETIMEDOUT). */
+void ipvs_fake_fail_after(ipvs_fake *f, size_t n_ops, int code);
+/* Number of apply calls so far. */
+unsigned long ipvs_fake_applies(const ipvs_fake *f);
+
 /* Every service, without destinations. Returns 0 and a malloc'ed array (free()) in *out. */
 int ipvs_dump_services(ipvs_conn *c, struct ipvs_service **out, size_t *n, struct ipvs_err *err);
 /* The destinations of one service (empty if the service does not exist). Returns 0 and a

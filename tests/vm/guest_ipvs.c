@@ -771,6 +771,157 @@ static void test_iface(void)
     ipvs_batch_release(&b);
 }
 
+/* ---------- the in-memory fake answers like the kernel ------------------------------------ */
+
+static unsigned rnd_state = 12345;
+
+static unsigned rnd(unsigned n)
+{
+    rnd_state = rnd_state * 1103515245u + 12345u;
+    return (rnd_state >> 8) % n;
+}
+
+static struct ipvs_service random_service(void)
+{
+    static const char *addrs4[] = { "10.20.0.1", "10.20.0.2" };
+    static const char *addrs6[] = { "2001:db8:20::1", "2001:db8:20::2" };
+    static const uint16_t protos[] = { IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP };
+    static const char *scheds[] = { "rr", "wlc", "sh", "mh", "wrr", "" };
+    bool v6 = rnd(3) == 0;
+    struct ipvs_service s;
+    if (rnd(5) == 0)
+        s = svc_fwm(v6 ? AF_INET6 : AF_INET, 1 + rnd(2), "");
+    else
+        s = svc_ip(protos[rnd(3)], v6 ? addrs6[rnd(2)] : addrs4[rnd(2)],
+                   (uint16_t)(80 + rnd(2)), "");
+    snprintf(s.sched, sizeof(s.sched), "%s", rnd(60) == 0 ? "bogus" : scheds[rnd(6)]);
+    if (rnd(4) == 0) {
+        s.flags |= IP_VS_SVC_F_PERSISTENT;
+        s.timeout = 60 + rnd(3) * 120;
+        s.netmask = rnd(2) ? 0 : s.af == AF_INET6 ? 64 : 24;
+    }
+    if (rnd(5) == 0)
+        s.flags |= IP_VS_SVC_F_SCHED1;
+    return s;
+}
+
+static struct ipvs_dest random_dest(void)
+{
+    static const char *addrs[] = { "10.21.0.1", "10.21.0.2", "2001:db8:21::1", "10.21.0.3" };
+    static const uint32_t fwds[] = { IPVS_FWD_MASQ, IPVS_FWD_DROUTE, IPVS_FWD_TUNNEL };
+    static const uint32_t weights[] = { 0, 1, 100, 65535, 0x80000000u };
+    struct ipvs_dest d = dest_ip(addrs[rnd(4)], (uint16_t)(80 + rnd(2) * 8000),
+                                 fwds[rnd(3)], weights[rnd(5) == 0 ? 4 : rnd(4)]);
+    if (rnd(8) == 0)
+        d.u_thresh = 10, d.l_thresh = rnd(2) ? 5 : 20;
+    if (d.fwd == IPVS_FWD_TUNNEL && rnd(3) == 0) {
+        d.tun_type = IP_VS_CONN_F_TUNNEL_TYPE_GUE;
+        d.tun_port = rnd(3) ? 6080 : 0;
+        d.tun_flags = IP_VS_TUNNEL_ENCAP_FLAG_CSUM;
+    }
+    return d;
+}
+
+static void random_ops(struct ipvs_batch *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned k = rnd(100);
+        struct ipvs_service s = random_service();
+        struct ipvs_dest d = random_dest();
+        enum ipvs_op_kind kind = k < 20 ? IPVS_OP_ADD_SERVICE : k < 30 ? IPVS_OP_EDIT_SERVICE :
+                                 k < 37 ? IPVS_OP_DEL_SERVICE : k < 67 ? IPVS_OP_ADD_DEST :
+                                 k < 87 ? IPVS_OP_EDIT_DEST : k < 99 ? IPVS_OP_DEL_DEST :
+                                 IPVS_OP_FLUSH;
+        ipvs_batch_push(b, kind, &s, &d);
+    }
+}
+
+/* Kernel and fake tables hold the same services and dests with the same configs. */
+static bool same_tables(const struct ipvs_table *k, const struct ipvs_table *f, size_t at)
+{
+    bool ok = CHECK_MSG(k->n == f->n, "after op %zu: kernel %zu services, fake %zu", at, k->n,
+                        f->n);
+    char s[96], d[96];
+    for (size_t i = 0; ok && i < k->n; i++) {
+        const struct ipvs_entry *ke = &k->entries[i], *fe = ipvs_table_find(f, &ke->svc);
+        ipvs_service_str(&ke->svc, s, sizeof(s));
+        ok = CHECK_MSG(fe, "after op %zu: fake lacks %s", at, s) &&
+             CHECK_MSG(ipvs_service_same_config(&ke->svc, &fe->svc) &&
+                       ke->svc.protocol == fe->svc.protocol,
+                       "after op %zu: %s differs (sched %s/%s flags %x/%x proto %u/%u)", at, s,
+                       ke->svc.sched, fe->svc.sched, ke->svc.flags, fe->svc.flags,
+                       ke->svc.protocol, fe->svc.protocol) &&
+             CHECK_MSG(ke->n_dests == fe->n_dests, "after op %zu: %s has %zu dests, fake %zu",
+                       at, s, ke->n_dests, fe->n_dests);
+        for (size_t j = 0; ok && j < ke->n_dests; j++) {
+            const struct ipvs_dest *kd = &ke->dests[j], *fd = NULL;
+            for (size_t m = 0; m < fe->n_dests; m++)
+                if (ipvs_dest_cmp(&ke->svc, &fe->dests[m], kd) == 0)
+                    fd = &fe->dests[m];
+            ipvs_dest_str(&ke->svc, kd, d, sizeof(d));
+            ok = CHECK_MSG(fd && ipvs_dest_same_config(kd, fd),
+                           "after op %zu: %s -> %s differs or missing in the fake", at, s, d);
+        }
+    }
+    return ok;
+}
+
+/* One random sequence of 3,000 ops (small key space, so adds collide, deletes miss, bad
+ * schedulers, weights, thresholds and tunnel ports occur) applied in random chunks to the
+ * kernel and to ipvs_fake: every op must get the same answer, and the tables must agree. */
+static void test_fake_matches_kernel(void)
+{
+    struct ipvs_batch b = { 0 };
+    ipvs_fake *fake = ipvs_fake_new();
+    struct ipvs_err err = { 0 };
+    if (!ready() || !CHECK(fake != NULL))
+        goto out;
+    random_ops(&b, 3000);
+    struct ipvs_op *fops = malloc(b.n * sizeof(*fops));
+    memcpy(fops, b.ops, b.n * sizeof(*fops));
+    size_t at = 0, mismatches = 0;
+    while (at < b.n && mismatches < 5) {
+        size_t len = 1 + rnd(300);
+        if (len > b.n - at)
+            len = b.n - at;
+        int krc = ipvs_apply(conn, b.ops + at, len, &err);
+        if (!CHECK_MSG(krc == 0, "ipvs_apply: %d %s", krc, err.msg) ||
+            !CHECK(ipvs_fake_apply(fake, fops + at, len, &err) == 0))
+            break;
+        for (size_t i = at; i < at + len && mismatches < 5; i++) {
+            char s[96];
+            if (b.ops[i].error == fops[i].error && b.ops[i].outcome == fops[i].outcome)
+                continue;
+            mismatches++;
+            check_fail(__FILE__, __LINE__, "op %zu %s %s: kernel %d (%s), fake %d", i,
+                       ipvs_op_name(b.ops[i].kind), ipvs_service_str(&b.ops[i].svc, s, sizeof(s)),
+                       b.ops[i].error, strerror(-b.ops[i].error), fops[i].error);
+        }
+        at += len;
+        struct ipvs_table *kt = dump(), *ft = NULL;
+        ipvs_fake_dump(fake, &ft, &err);
+        if (!kt || !ft || !same_tables(kt, ft, at))
+            mismatches = 5;
+        ipvs_table_free(kt);
+        ipvs_table_free(ft);
+    }
+    int codes[] = { EEXIST, ESRCH, ENOENT, ERANGE, EINVAL };
+    size_t hist[5] = { 0 };
+    for (size_t i = 0; i < b.n; i++)
+        for (int c = 0; c < 5; c++)
+            hist[c] += b.ops[i].error == -codes[c];
+    printf("  3000 random ops: %zu applied, %zu already, %zu failed (EEXIST %zu ESRCH %zu "
+           "ENOENT %zu ERANGE %zu EINVAL %zu)\n", ipvs_ops_count(b.ops, b.n, IPVS_APPLIED),
+           ipvs_ops_count(b.ops, b.n, IPVS_ALREADY), ipvs_ops_count(b.ops, b.n, IPVS_FAILED),
+           hist[0], hist[1], hist[2], hist[3], hist[4]);
+    for (int c = 1; c < 5; c++)
+        CHECK_MSG(hist[c] > 0, "the random sequence never produced %s", strerror(codes[c]));
+    free(fops);
+out:
+    ipvs_fake_free(fake);
+    ipvs_batch_release(&b);
+}
+
 /* ---------- real traffic: edits keep an established connection ----------------------------- */
 
 #define IPC "/bin/ip"
@@ -1017,6 +1168,14 @@ static int bench(int n)
     double t1 = now_ms();
     size_t ok = ipvs_ops_count(b.ops, b.n, IPVS_APPLIED);
     flush();
+    size_t per = ipvs_conn_max_batch(conn);
+    ipvs_conn_set_max_batch(conn, 1);          /* the same ops, one per sendmsg */
+    double u0 = now_ms();
+    int rc1 = ipvs_apply(conn, b.ops, b.n, &err);
+    double u1 = now_ms();
+    ipvs_conn_set_max_batch(conn, per);
+    size_t ok1 = ipvs_ops_count(b.ops, b.n, IPVS_APPLIED);
+    flush();
     FILE *f = fopen("/tmp/rules", "w");
     char line[256];
     for (size_t i = 0; f && i < b.n; i++) {
@@ -1033,14 +1192,16 @@ static int bench(int n)
     struct ipvs_service *svcs = NULL;
     size_t nsvc = 0;
     ipvs_dump_services(conn, &svcs, &nsvc, &err);
-    printf("bench: %d services: ipvs_apply %.1f ms (rc %d, %zu applied), ipvsadm -R %.1f ms "
-           "(exit %d, %zu in the table), ratio %.1fx\n", n, t1 - t0, rc, ok, t3 - t2, st, nsvc,
-           (t3 - t2) / (t1 - t0));
+    printf("bench: %d services: ipvs_apply %.1f ms (%zu per sendmsg, rc %d, %zu applied), "
+           "ipvsadm -R %.1f ms (exit %d, %zu in the table), ratio %.1fx; "
+           "ipvs_apply one op per sendmsg %.1f ms (rc %d, %zu applied)\n", n, t1 - t0, per, rc,
+           ok, t3 - t2, st, nsvc, (t3 - t2) / (t1 - t0), u1 - u0, rc1, ok1);
     free(svcs);
     flush();
     ipvs_batch_release(&b);
     ipvs_conn_free(conn);
-    return rc == 0 && st == 0 && ok == (size_t)n && nsvc == (size_t)n ? 0 : 1;
+    return rc == 0 && rc1 == 0 && st == 0 && ok == (size_t)n && ok1 == (size_t)n &&
+           nsvc == (size_t)n ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -1058,6 +1219,7 @@ int main(int argc, char **argv)
     check_run("small_chunks", test_small_chunks);
     check_run("batch_2000", test_batch_2000);
     check_run("iface", test_iface);
+    check_run("fake_matches_kernel", test_fake_matches_kernel);
     check_run("edit_keeps_connection", test_edit_keeps_connection);
     if (conn)
         flush();

@@ -1,0 +1,316 @@
+/* ipvs_fake.c -- an in-memory IPVS table with the kernel's answers, behind ipvs_iface.
+ *
+ * For unit tests of code built on ipvs_apply/ipvs_dump (the reconciler): the same errno for
+ * the same mistakes as Linux 6.1's ip_vs_ctl.c (EEXIST, ESRCH, ENOENT for an unknown
+ * scheduler or missing dest, ERANGE for weights and thresholds, EINVAL), checked in the same
+ * order. tests/vm/guest_ipvs.c replays one random op sequence on both and compares. Linear
+ * searches: meant for tables of a few thousand entries. */
+#include "ipvs/ipvs.h"
+
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct ipvs_fake {
+    struct ipvs_table t;
+    size_t cap;
+    long fail_after;          /* <0: off; else ops to process before failing */
+    int fail_code;
+    unsigned long applies;
+};
+
+/* Schedulers of the Debian 6.1 kernel. */
+static const char *const known_scheds[] = {
+    "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh",
+    "twos", "none",
+};
+
+static bool sched_known(const char *s)
+{
+    if (!s[0])
+        return true;                                 /* sent as "wlc" */
+    for (size_t i = 0; i < sizeof(known_scheds) / sizeof(known_scheds[0]); i++)
+        if (strncmp(s, known_scheds[i], IP_VS_SCHEDNAME_MAXLEN) == 0)
+            return true;
+    return false;
+}
+
+ipvs_fake *ipvs_fake_new(void)
+{
+    ipvs_fake *f = calloc(1, sizeof(*f));
+    if (f)
+        f->fail_after = -1;
+    return f;
+}
+
+static void clear(ipvs_fake *f)
+{
+    for (size_t i = 0; i < f->t.n; i++)
+        free(f->t.entries[i].dests);
+    f->t.n = 0;
+}
+
+void ipvs_fake_free(ipvs_fake *f)
+{
+    if (!f)
+        return;
+    clear(f);
+    free(f->t.entries);
+    free(f);
+}
+
+void ipvs_fake_fail_after(ipvs_fake *f, size_t n_ops, int code)
+{
+    f->fail_after = (long)n_ops;
+    f->fail_code = code;
+}
+
+unsigned long ipvs_fake_applies(const ipvs_fake *f)
+{
+    return f->applies;
+}
+
+static struct ipvs_dest *find_dest(struct ipvs_entry *e, const struct ipvs_dest *d)
+{
+    for (size_t i = 0; i < e->n_dests; i++)
+        if (ipvs_dest_cmp(&e->svc, &e->dests[i], d) == 0)
+            return &e->dests[i];
+    return NULL;
+}
+
+/* The kernel's service checks (ip_vs_add_service / ip_vs_edit_service). */
+static int check_service(const struct ipvs_service *s)
+{
+    if (!sched_known(s->sched))
+        return -ENOENT;
+    if (s->pe[0] && strncmp(s->pe, "sip", IP_VS_PENAME_MAXLEN) != 0)
+        return -ENOENT;
+    return 0;          /* netmask: ipvs_apply sends 0 or out-of-range values as full */
+}
+
+/* Copy the config of s into dst, as the kernel stores it (defaults filled, no stats). */
+static void store_service(struct ipvs_service *dst, const struct ipvs_service *s)
+{
+    uint16_t proto = s->protocol;
+    *dst = *s;
+    if (!dst->sched[0])
+        strcpy(dst->sched, "wlc");
+    if (!dst->netmask || dst->netmask > (s->af == AF_INET6 ? 128u : 32u))
+        dst->netmask = s->af == AF_INET6 ? 128 : 32;
+    dst->flags &= ~IP_VS_SVC_F_HASHED;
+    if (s->fwmark) {                 /* the kernel keeps neither address nor port */
+        memset(dst->addr, 0, sizeof(dst->addr));
+        dst->port = 0;
+        proto = 0;
+    }
+    dst->protocol = proto;
+    memset(&dst->stats, 0, sizeof(dst->stats));
+}
+
+static int add_service(ipvs_fake *f, const struct ipvs_service *s)
+{
+    int rc = check_service(s);
+    if (rc < 0)
+        return rc;
+    if (f->t.n == f->cap) {
+        size_t cap = f->cap ? f->cap * 2 : 64;
+        struct ipvs_entry *p = realloc(f->t.entries, cap * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        f->t.entries = p;
+        f->cap = cap;
+    }
+    struct ipvs_entry *e = &f->t.entries[f->t.n++];
+    memset(e, 0, sizeof(*e));
+    store_service(&e->svc, s);
+    return 0;
+}
+
+static void del_service(ipvs_fake *f, struct ipvs_entry *e)
+{
+    free(e->dests);
+    size_t i = (size_t)(e - f->t.entries);
+    memmove(e, e + 1, (f->t.n - i - 1) * sizeof(*e));
+    f->t.n--;
+}
+
+/* ip_vs_genl_parse_dest + the mixed-family rule, then ip_vs_add_dest / ip_vs_edit_dest. */
+static int check_dest(const struct ipvs_entry *e, const struct ipvs_dest *d)
+{
+    uint16_t af = d->af ? d->af : e->svc.af;
+    if (af != AF_INET && af != AF_INET6)
+        return -EAFNOSUPPORT;
+    if (af != e->svc.af && (d->fwd & IP_VS_CONN_F_FWD_MASK) != IPVS_FWD_TUNNEL)
+        return -EINVAL;
+    if (d->u_thresh > INT_MAX || d->l_thresh > INT_MAX)
+        return -EINVAL;
+    if (d->weight > INT_MAX || d->l_thresh > d->u_thresh)
+        return -ERANGE;
+    if (d->tun_type == IP_VS_CONN_F_TUNNEL_TYPE_GUE && d->tun_port == 0)
+        return -EINVAL;
+    return 0;
+}
+
+static void store_dest(const struct ipvs_entry *e, struct ipvs_dest *dst, const struct ipvs_dest *d)
+{
+    *dst = *d;
+    if (!dst->af)
+        dst->af = e->svc.af;
+    dst->fwd &= IP_VS_CONN_F_FWD_MASK;
+    dst->active_conns = dst->inact_conns = dst->persist_conns = 0;
+    memset(&dst->stats, 0, sizeof(dst->stats));
+}
+
+static int add_dest(struct ipvs_entry *e, const struct ipvs_dest *d)
+{
+    int rc = check_dest(e, d);
+    if (rc < 0)
+        return rc;
+    if (find_dest(e, d))
+        return -EEXIST;
+    struct ipvs_dest *p = realloc(e->dests, (e->n_dests + 1) * sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    e->dests = p;
+    store_dest(e, &e->dests[e->n_dests++], d);
+    return 0;
+}
+
+static int edit_dest(struct ipvs_entry *e, const struct ipvs_dest *d)
+{
+    int rc = check_dest(e, d);
+    if (rc < 0)
+        return rc;
+    struct ipvs_dest *old = find_dest(e, d);
+    if (!old)
+        return -ENOENT;
+    struct ipvs_stats keep = old->stats;
+    store_dest(e, old, d);
+    old->stats = keep;
+    return 0;
+}
+
+static int del_dest(struct ipvs_entry *e, const struct ipvs_dest *d)
+{
+    struct ipvs_dest *old = find_dest(e, d);
+    if (!old)
+        return -ENOENT;
+    size_t i = (size_t)(old - e->dests);
+    memmove(old, old + 1, (e->n_dests - i - 1) * sizeof(*old));
+    e->n_dests--;
+    return 0;
+}
+
+/* One op against the table: 0 or the kernel's -errno. */
+static int apply_one(ipvs_fake *f, const struct ipvs_op *op)
+{
+    if (op->kind == IPVS_OP_FLUSH) {
+        clear(f);
+        return 0;
+    }
+    if (op->svc.af != AF_INET && op->svc.af != AF_INET6)
+        return -EAFNOSUPPORT;
+    struct ipvs_entry *e = ipvs_table_find(&f->t, &op->svc);
+    if (op->kind == IPVS_OP_ADD_SERVICE)
+        return e ? -EEXIST : add_service(f, &op->svc);
+    if (!e)
+        return -ESRCH;
+    switch (op->kind) {
+    case IPVS_OP_EDIT_SERVICE: {
+        int rc = check_service(&op->svc);
+        if (rc == 0) {
+            struct ipvs_stats keep = e->svc.stats;
+            store_service(&e->svc, &op->svc);
+            e->svc.stats = keep;
+        }
+        return rc;
+    }
+    case IPVS_OP_DEL_SERVICE:
+        del_service(f, e);
+        return 0;
+    case IPVS_OP_ADD_DEST: return add_dest(e, &op->dest);
+    case IPVS_OP_EDIT_DEST: return edit_dest(e, &op->dest);
+    case IPVS_OP_DEL_DEST: return del_dest(e, &op->dest);
+    default: return -EINVAL;
+    }
+}
+
+/* Same outcome rules as ipvs_apply (ipvs_apply.c). */
+static enum ipvs_outcome outcome_of(enum ipvs_op_kind kind, int e)
+{
+    if (e == 0)
+        return IPVS_APPLIED;
+    if ((kind == IPVS_OP_ADD_SERVICE || kind == IPVS_OP_ADD_DEST) && e == -EEXIST)
+        return IPVS_ALREADY;
+    if ((kind == IPVS_OP_DEL_SERVICE && e == -ESRCH) ||
+        (kind == IPVS_OP_DEL_DEST && (e == -ENOENT || e == -ESRCH)))
+        return IPVS_ALREADY;
+    return IPVS_FAILED;
+}
+
+int ipvs_fake_apply(ipvs_fake *f, struct ipvs_op *ops, size_t n, struct ipvs_err *err)
+{
+    f->applies++;
+    for (size_t i = 0; i < n; i++) {
+        if (f->fail_after >= 0 && (size_t)f->fail_after <= i) {
+            int code = f->fail_code;
+            for (; i < n; i++) {
+                ops[i].outcome = IPVS_FAILED;
+                ops[i].error = code;
+            }
+            f->fail_after = -1;
+            if (err) {
+                err->code = code;
+                strcpy(err->msg, "ipvs_fake: injected failure");
+            }
+            return code;
+        }
+        ops[i].error = apply_one(f, &ops[i]);
+        ops[i].outcome = outcome_of(ops[i].kind, ops[i].error);
+    }
+    f->fail_after = f->fail_after > 0 ? f->fail_after - (long)n : f->fail_after;
+    return 0;
+}
+
+int ipvs_fake_dump(ipvs_fake *f, struct ipvs_table **out, struct ipvs_err *err)
+{
+    struct ipvs_table *t = calloc(1, sizeof(*t));
+    *out = NULL;
+    if (!t || !(t->entries = calloc(f->t.n + 1, sizeof(*t->entries))))
+        goto oom;
+    for (; t->n < f->t.n; t->n++) {
+        const struct ipvs_entry *src = &f->t.entries[t->n];
+        struct ipvs_entry *dst = &t->entries[t->n];
+        dst->svc = src->svc;
+        dst->dests = malloc((src->n_dests + 1) * sizeof(*dst->dests));
+        if (!dst->dests)
+            goto oom;
+        memcpy(dst->dests, src->dests, src->n_dests * sizeof(*dst->dests));
+        dst->n_dests = src->n_dests;
+    }
+    *out = t;
+    return 0;
+oom:
+    ipvs_table_free(t);
+    if (err) {
+        err->code = -ENOMEM;
+        strcpy(err->msg, "out of memory");
+    }
+    return -ENOMEM;
+}
+
+static int iface_dump(void *self, struct ipvs_table **out, struct ipvs_err *err)
+{
+    return ipvs_fake_dump(self, out, err);
+}
+
+static int iface_apply(void *self, struct ipvs_op *ops, size_t n, struct ipvs_err *err)
+{
+    return ipvs_fake_apply(self, ops, n, err);
+}
+
+struct ipvs_iface ipvs_fake_iface(ipvs_fake *f)
+{
+    return (struct ipvs_iface){ .self = f, .dump = iface_dump, .apply = iface_apply };
+}
