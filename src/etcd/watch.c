@@ -183,7 +183,9 @@ static void handle_response(etcd_watch *w, Etcdserverpb__WatchResponse *r)
         etcd_stream_cancel(&w->st);
         return;
     }
-    if (!r->fragment)
+    if (r->fragment)
+        log_debug("msg=\"etcd watch fragment\" events=%zu joined=%zu", r->n_events, w->n_frag);
+    else
         deliver(w);
 }
 

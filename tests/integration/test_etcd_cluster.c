@@ -56,6 +56,11 @@ static void test_failover(void)
     etcd_kvs_free(kvs);
     etcd_watch *w = NULL;
     CHECK_INT(etcd_watch_new(c, "/cl/", 4, start, &w, &err), 0);
+    /* a lease kept alive through the failover; its TTL must outlast the election (a loss is
+     * reported locally when no keep-alive answer came within the TTL) */
+    etcd_lease *l = NULL;
+    CHECK_INT(etcd_lease_new(c, 6, &l, &err), 0);
+    CHECK_INT(etcd_put(c, "/lease/cl", 9, "1", 1, l ? etcd_lease_id(l) : 0, NULL, &err), 0);
     etcd_writer wr;
     etcd_writer_start(&wr, c, "/cl/");
     etcd_collect col = {0};
@@ -83,6 +88,14 @@ static void test_failover(void)
     etcd_kvs_free(kvs);
     CHECK_MSG(etcd_collect_to(w, &col, last, 30000), "watch stopped at %lld of %lld",
               col.n ? (long long)col.ev[col.n - 1].mod_revision : 0LL, (long long)last);
+    /* the lease survived (etcd extends leases on election; our keep-alive moved over) */
+    if (l) {
+        CHECK(!etcd_lease_lost(l));
+        CHECK_INT(etcd_get(c, "/lease/cl", 9, &kvs, NULL, &err), 0);
+        CHECK(kvs != NULL);
+        etcd_kvs_free(kvs);
+    }
+    etcd_lease_free(l);
     etcd_watch *w2 = NULL;
     etcd_collect ref = {0};
     CHECK_INT(etcd_watch_new(c, "/cl/", 4, start, &w2, &err), 0);

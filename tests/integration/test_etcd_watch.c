@@ -5,6 +5,7 @@
 #include "etcd_collect.h"
 #include "etcd_harness.h"
 #include "etcd/etcd.h"
+#include "common/log.h"
 #include "common/timeutil.h"
 
 #include <pthread.h>
@@ -202,9 +203,47 @@ static void test_compaction(void)
     etcd_watch_free(w);
 }
 
+/* A watch that catches up over 6 revisions of 1 MiB each gets them in one response of
+ * ~6 MiB: above gRPC's default 4 MiB receive limit and above etcd's fragment threshold
+ * (--max-request-bytes, 1.5 MiB by default), so the watch must join fragments. */
+static void test_fragment(void)
+{
+    if (!need_etcd())
+        return;
+    enum { K = 6, SIZE = 1 << 20 };
+    char *val = malloc(SIZE);
+    if (!CHECK(val != NULL))
+        return;
+    etcd_error err = {0};
+    int64_t start = head_revision() + 1, rev = 0;
+    for (int i = 0; i < K; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "/frag/%d", i);
+        memset(val, 'a' + i, SIZE);
+        CHECK_INT(etcd_put(C, key, strlen(key), val, SIZE, 0, &rev, &err), 0);
+    }
+    etcd_watch *w = NULL;
+    CHECK_INT(etcd_watch_new(C, "/frag/", 6, start, &w, &err), 0);
+    etcd_collect col = {0};
+    etcd_collect_until(w, &col, K, 20000);
+    CHECK_INT(col.n, K);
+    size_t bad = 0;
+    for (size_t i = 0; i < col.n; i++)
+        if (col.ev[i].mod_revision != start + (int64_t)i || col.ev[i].value_len != SIZE ||
+            col.ev[i].value[0] != (char)('a' + i) || col.ev[i].value[SIZE - 1] != (char)('a' + i))
+            bad++;
+    CHECK_INT(bad, 0);
+    CHECK_INT(etcd_watch_next_revision(w), rev + 1);
+    etcd_collect_free(&col);
+    etcd_watch_free(w);
+    free(val);
+}
+
 int main(int argc, char **argv)
 {
     check_init(argc, argv);
+    if (getenv("ETCD_TEST_DEBUG"))
+        log_set_level(LOG_LEVEL_DEBUG);
     if (etcdh_available() && etcdh_start(&H, 1) == 0) {
         etcd_config cfg = {.endpoints = H.endpoints, .timeout_ms = 5000};
         etcd_error err = {0};
@@ -213,6 +252,7 @@ int main(int argc, char **argv)
     check_run("put_delete", test_put_delete);
     check_run("burst_10k", test_burst_10k);
     check_run("compaction", test_compaction);
+    check_run("fragment", test_fragment);
     check_run("kill9_restart", test_kill9_restart);
     etcd_client_free(C);
     if (H.dir[0])
