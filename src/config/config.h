@@ -233,7 +233,7 @@ int config_store_sync_end(config_store *s, enum config_source src, config_result
 
 /* Keys whose current text is invalid (stale or skipped), over all sources. */
 size_t config_store_invalid_count(const config_store *s);
-/* Number of services in the merged view (a frontend or a backend in force). */
+/* Number of services the store holds any key of (valid or not). */
 size_t config_store_service_count(const config_store *s);
 
 /* ---- The merged view ---- */

@@ -117,6 +117,8 @@ int config_parse_key(const char *key, size_t len, config_key *out, config_error 
 {
     const char *seg[5];
     size_t sl[5];
+    if (!key)
+        key = "", len = 0;
     const char *k = key;
     size_t klen = len;
     if (klen && k[0] == '/')

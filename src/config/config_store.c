@@ -466,8 +466,8 @@ int config_store_apply(config_store *s, const config_event *ev, config_result *o
     result_reset(out);
     if ((unsigned)ev->source >= CONFIG_SOURCE_COUNT)
         return -EINVAL;
-    if (config_parse_key(ev->key, ev->key_len, &k, &e) < 0)
-        return config_strs_push(&out->warnings, e.msg);
+    if (!ev->key || config_parse_key(ev->key, ev->key_len, &k, &e) < 0)
+        return config_strs_push(&out->warnings, ev->key ? e.msg : "(null key): unknown key, ignored");
     const char *key = ev->key + (ev->key[0] == '/');
     size_t len = ev->key_len - (ev->key[0] == '/');
     cfg_node *n = config_hash_get(&s->nodes, key, len);

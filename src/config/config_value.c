@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <json-c/json.h>
 #include <linux/ip_vs.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +99,51 @@ static bool is_ws(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+/* Offset of the first raw control byte inside a JSON string (JSON wants it escaped; json-c
+ * lets it through), or len. */
+static size_t raw_control_in_string(const char *s, size_t len)
+{
+    bool in_str = false, esc = false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (in_str && c < 0x20)
+            return i;
+        if (esc)
+            esc = false;
+        else if (in_str && c == '\\')
+            esc = true;
+        else if (c == '"')
+            in_str = !in_str;
+    }
+    return len;
+}
+
+/* True when o holds NaN or an infinity anywhere (json-c accepts them; JSON has none). */
+static bool has_nonfinite(json_object *o, int depth)
+{
+    if (depth > VALUE_DEPTH)
+        return false;
+    switch (json_object_get_type(o)) {
+    case json_type_double:
+        return !isfinite(json_object_get_double(o));
+    case json_type_array:
+        for (size_t i = 0; i < json_object_array_length(o); i++)
+            if (has_nonfinite(json_object_array_get_idx(o, i), depth + 1))
+                return true;
+        return false;
+    case json_type_object: {
+        json_object_object_foreach(o, k, v) {
+            (void)k;
+            if (has_nonfinite(v, depth + 1))
+                return true;
+        }
+        return false;
+    }
+    default:
+        return false;
+    }
+}
+
 /* Size, NUL, UTF-8, "\u0000", object-ness: everything checked before json-c sees the text. */
 static int check_text(vctx *c, const char *val, size_t len)
 {
@@ -109,6 +155,9 @@ static int check_text(vctx *c, const char *val, size_t len)
     size_t ok = utf8_valid_len((const unsigned char *)val, len);
     if (ok < len)
         return verr(c, NULL, "value is not valid UTF-8 (at offset %zu)", ok);
+    size_t ctl = raw_control_in_string(val, len);
+    if (ctl < len)
+        return verr(c, NULL, "value has a raw control character in a string at offset %zu", ctl);
     if (memmem(val, len, "\\u0000", 6))
         return verr(c, NULL, "value has an escaped NUL (\\u0000)");
     size_t i = 0;
@@ -149,10 +198,13 @@ static json_object *parse_json(vctx *c, const char *val, size_t len)
     } else {
         while (end < len && is_ws(val[end]))
             end++;
-        if (end < len) {
+        if (end < len || has_nonfinite(o, 0)) {
             json_object_put(o);
             o = NULL;
-            verr(c, NULL, "trailing garbage after the JSON object at offset %zu", end);
+            if (end < len)
+                verr(c, NULL, "trailing garbage after the JSON object at offset %zu", end);
+            else
+                verr(c, NULL, "value has NaN or Infinity, which JSON does not allow");
         }
     }
     return o;

@@ -22,6 +22,14 @@
  *  - two clusterf services producing one service key: the name sorting first owns it, the
  *    other gets a warning and is listed in conflicts; its other keys are unaffected.
  * Output is sorted (lb_service_cmp, lb_dest_cmp), so the same config gives the same table.
+ *
+ * Typical use (the reconciler):
+ *     lb_compute_all(cfg, &t);                       // start and periodic resync
+ *     ...
+ *     config_store_apply(cfg, &ev, &res);            // per event
+ *     if (res.all_services) lb_compute_all(cfg, &t);
+ *     else for each name in res.services: lb_compute_service(cfg, name, &t1) and replace
+ *          the services owned by name (lb_service.owner) with t1's.
  */
 #ifndef CLUSTERF_LB_H
 #define CLUSTERF_LB_H

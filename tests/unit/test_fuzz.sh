@@ -28,7 +28,7 @@ echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { (void)d; (voi
     skip "${FUZZ_CC:-clang} cannot link -fsanitize=fuzzer (install libclang-rt-14-dev)"
 
 passed=0 failed=0
-if ! make --no-print-directory BUILD="$BUILD" fuzz-build; then
+if ! env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make --no-print-directory BUILD="$BUILD" fuzz-build; then
     echo "FAIL build"
     echo "$name: 0 passed, 1 failed, 0 skipped"
     exit 1
