@@ -32,13 +32,14 @@ static int advertise_json(const struct ipvs_flags *f, const config_defaults *def
         return -1;
     }
     bool v4 = f->adv_prefix4 != NULL;
-    const char *gw = v4 ? f->adv_gw4 : f->adv_gw6;
-    snprintf(out, size, "{\"Prefix%s\":\"%s\"%s%s%s%s%s%s%s}", v4 ? "4" : "6",
-             v4 ? f->adv_prefix4 : f->adv_prefix6, gw ? ",\"Gateway" : "", gw ? (v4 ? "4" : "6") : "",
-             gw ? "\":\"" : "", gw ? gw : "", gw ? "\"" : "",
-             f->adv_method ? ",\"IpvsMethod\":\"" : "", f->adv_method ? f->adv_method : "");
-    if (f->adv_method)
-        strncat(out, "\"", size - strlen(out) - 1);
+    const char *fam = v4 ? "4" : "6", *gw = v4 ? f->adv_gw4 : f->adv_gw6;
+    size_t n = (size_t)snprintf(out, size, "{\"Prefix%s\":\"%s\"", fam, v4 ? f->adv_prefix4 : f->adv_prefix6);
+    if (gw && n < size)
+        n += (size_t)snprintf(out + n, size - n, ",\"Gateway%s\":\"%s\"", fam, gw);
+    if (f->adv_method && n < size)
+        n += (size_t)snprintf(out + n, size - n, ",\"IpvsMethod\":\"%s\"", f->adv_method);
+    if (n < size)
+        snprintf(out + n, size - n, "}");
     config_key key;
     config_error err;
     config_value val;

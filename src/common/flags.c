@@ -64,10 +64,18 @@ static int flags_set(const flag_def *d, const char *val, const char *src, char *
     return -EINVAL;
 }
 
+/* --help and --version act on the command line only. */
+static bool flags_has_env(const flag_def *d)
+{
+    return strcmp(d->name, "help") != 0 && strcmp(d->name, "version") != 0;
+}
+
 static int flags_apply_env(const flag_def *defs, char *err, size_t errlen)
 {
     for (const flag_def *d = defs; d->name; d++) {
         char env[128];
+        if (!flags_has_env(d))
+            continue;
         flags_env_name(d->name, env, sizeof env);
         const char *v = getenv(env);
         if (v && flags_set(d, v, env, err, errlen) < 0)
@@ -147,6 +155,9 @@ void flags_usage(FILE *out, const char *usage, const flag_def *defs)
         flags_env_name(d->name, env, sizeof env);
         flags_default_text(d, def, sizeof def);
         snprintf(left, sizeof left, "--%s%s%s", d->name, d->metavar ? "=" : "", d->metavar ? d->metavar : "");
-        fprintf(out, "  %-34s %s%s [%s]\n", left, d->help, def, env);
+        if (flags_has_env(d))
+            fprintf(out, "  %-34s %s%s [%s]\n", left, d->help, def, env);
+        else
+            fprintf(out, "  %-34s %s\n", left, d->help);
     }
 }

@@ -1,0 +1,319 @@
+#!/bin/sh
+# guest_clusterf_ipvs.sh -- clusterf-ipvs end to end inside the scripts/vm-run guest: a real
+# etcd, the real kernel IPVS, checked with ipvsadm and with real packets through a VIP.
+# Run by tests/vm/test_clusterf_ipvs.sh; prints "guest_clusterf_ipvs: N passed, N failed, 0 skipped".
+# Argument: a substring; only scenarios whose name contains it run.
+set -u
+FILTER=${1:-}
+PASS=0 FAIL=0
+IP=/bin/ip
+EP=http://127.0.0.1:2379
+LOG=/tmp/ipvs.log
+ETCD_PID= IPVS_PID=
+export ETCDCTL_API=3
+
+ok() { PASS=$((PASS + 1)); echo "ok   $1"; }
+bad() { FAIL=$((FAIL + 1)); echo "FAIL $1"; }
+ec() { etcdctl --endpoints=$EP "$@" > /dev/null; }
+
+start_etcd() {
+    etcd --data-dir /tmp/etcd --listen-client-urls $EP --advertise-client-urls $EP \
+         --listen-peer-urls http://127.0.0.1:2380 > /tmp/etcd.log 2>&1 &
+    ETCD_PID=$!
+    i=0
+    while ! etcdctl --endpoints=$EP endpoint health > /dev/null 2>&1; do
+        i=$((i + 1)); [ $i -gt 150 ] && { echo "etcd did not start"; cat /tmp/etcd.log; return 1; }
+        sleep 0.2
+    done
+}
+
+# start_ipvs [FLAGS...]: clusterf-ipvs in the background, logging to $LOG (appended).
+start_ipvs() {
+    echo "--- start clusterf-ipvs $*" >> $LOG
+    clusterf-ipvs --etcd-endpoints=$EP --resync-interval=2s --state-dir=/run/clusterf "$@" >> $LOG 2>&1 &
+    IPVS_PID=$!
+}
+
+stop_ipvs() {  # stop_ipvs [SIGNAL]
+    [ -n "$IPVS_PID" ] || return 0
+    kill -${1:-TERM} $IPVS_PID 2>/dev/null
+    wait $IPVS_PID 2>/dev/null
+    IPVS_PID=
+}
+
+# The kernel table as `ipvsadm -L -n --sort` shows it, without its header, spaces squeezed.
+table() { ipvsadm -L -n --sort | tail -n +4 | sed 's/^ *//; s/[[:space:]][[:space:]]*/ /g; s/ $//'; }
+
+# expect NAME EXPECTED: wait up to 20 s for table() to equal EXPECTED (lines, '|' separated).
+expect() {
+    want=$(printf '%s\n' "$2" | tr '|' '\n' | sed 's/^ *//; s/ *$//' | grep -v '^$')
+    i=0
+    while [ "$(table)" != "$want" ]; do
+        i=$((i + 1))
+        if [ $i -gt 100 ]; then
+            bad "$1"
+            echo "  want:"; printf '%s\n' "$want" | sed 's/^/    /'
+            echo "  have:"; table | sed 's/^/    /'
+            echo "  log tail:"; tail -n 15 $LOG | sed 's/^/    /'
+            return 1
+        fi
+        sleep 0.2
+    done
+    ok "$1"
+}
+
+# check NAME CMD...: pass when CMD succeeds.
+check() { name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
+
+# wait_for NAME SECONDS CMD...: pass when CMD succeeds within SECONDS.
+wait_for() {
+    name=$1 limit=$(($2 * 5)); shift 2
+    i=0
+    while ! "$@"; do
+        i=$((i + 1)); [ $i -gt $limit ] && { bad "$name"; return 1; }
+        sleep 0.2
+    done
+    ok "$name"
+}
+
+want() { [ -z "$FILTER" ] || case "$1" in *"$FILTER"*) return 0;; *) return 1;; esac; }
+
+scenario_seed() {
+    expect "seed: empty table at start" ""
+    ec put /clusterf/services/test/frontend '{"ipv4": "10.107.107.107", "tcp": 1337}'
+    expect "seed: frontend" "TCP 10.107.107.107:1337 wlc"
+    ec put /clusterf/services/test/backends/test3-1 '{"ipv4": "10.3.107.1", "tcp": 1337}'
+    expect "seed: first backend" "TCP 10.107.107.107:1337 wlc|-> 10.3.107.1:1337 Masq 10 0 0"
+    ec put /clusterf/services/test/backends/test3-2 '{"ipv4": "10.3.107.2", "tcp": 1337}'
+    expect "seed: second backend" "TCP 10.107.107.107:1337 wlc|-> 10.3.107.1:1337 Masq 10 0 0|-> 10.3.107.2:1337 Masq 10 0 0"
+    ec put /clusterf/services/test/backends/test3-2 '{"ipv4": "10.3.107.2", "tcp": 1338}'
+    expect "seed: backend port change" "TCP 10.107.107.107:1337 wlc|-> 10.3.107.1:1337 Masq 10 0 0|-> 10.3.107.2:1338 Masq 10 0 0"
+    ec del --prefix /clusterf/services/test
+    expect "seed: del --prefix empties the table" ""
+}
+
+WEB="TCP 10.107.107.107:80 wlc"
+scenario_routes() {
+    ec put /clusterf/routes/r-masq '{"Prefix4":"10.3.0.0/16","IpvsMethod":"masq"}'
+    ec put /clusterf/routes/r-dr '{"Prefix4":"10.3.107.0/24","IpvsMethod":"droute"}'
+    ec put /clusterf/routes/r-tun '{"Prefix4":"10.4.0.0/16","IpvsMethod":"tunnel"}'
+    ec put /clusterf/routes/r-filter '{"Prefix4":"10.5.0.0/16","IpvsMethod":"filter"}'
+    ec put /clusterf/routes/r-gw '{"Prefix4":"10.6.107.0/24","Gateway4":"10.107.107.6","IpvsMethod":"droute"}'
+    ec put /clusterf/services/web/frontend '{"ipv4":"10.107.107.107","tcp":80}'
+    ec put /clusterf/services/web/backends/a '{"ipv4":"10.3.1.1","tcp":8080}'
+    ec put /clusterf/services/web/backends/b '{"ipv4":"10.3.107.5","tcp":8080}'
+    ec put /clusterf/services/web/backends/c '{"ipv4":"10.4.0.1","tcp":8080}'
+    ec put /clusterf/services/web/backends/d '{"ipv4":"10.5.0.1","tcp":8080}'
+    ec put /clusterf/services/web/backends/g1 '{"ipv4":"10.6.107.1","tcp":8080}'
+    ec put /clusterf/services/web/backends/g2 '{"ipv4":"10.6.107.2","tcp":8080}'
+    expect "routes: masq, longest-prefix droute, tunnel, filter, gateway merged to 20" \
+        "$WEB|-> 10.3.1.1:8080 Masq 10 0 0|-> 10.3.107.5:80 Route 10 0 0|-> 10.4.0.1:80 Tunnel 10 0 0|-> 10.107.107.6:80 Route 20 0 0"
+    ec del /clusterf/services/web/backends/g2
+    expect "routes: one backend leaves the gateway: weight 10" \
+        "$WEB|-> 10.3.1.1:8080 Masq 10 0 0|-> 10.3.107.5:80 Route 10 0 0|-> 10.4.0.1:80 Tunnel 10 0 0|-> 10.107.107.6:80 Route 10 0 0"
+    ec del /clusterf/routes/r-dr
+    expect "routes: a route change re-applies to existing backends" \
+        "$WEB|-> 10.3.1.1:8080 Masq 10 0 0|-> 10.3.107.5:8080 Masq 10 0 0|-> 10.4.0.1:80 Tunnel 10 0 0|-> 10.107.107.6:80 Route 10 0 0"
+    marker=$(wc -l < $LOG)
+    ec put /clusterf/services/web/backends/a '{"ipv4":"10.3.1.1","tcp":8080,"weight":0}'
+    expect "routes: weight 0 (drain) applied" \
+        "$WEB|-> 10.3.1.1:8080 Masq 0 0 0|-> 10.3.107.5:8080 Masq 10 0 0|-> 10.4.0.1:80 Tunnel 10 0 0|-> 10.107.107.6:80 Route 10 0 0"
+    ec put /clusterf/services/web/backends/a '{"ipv4":"10.3.1.1","tcp":8080,"weight":5}'
+    expect "routes: weight 5 applied" \
+        "$WEB|-> 10.3.1.1:8080 Masq 5 0 0|-> 10.3.107.5:8080 Masq 10 0 0|-> 10.4.0.1:80 Tunnel 10 0 0|-> 10.107.107.6:80 Route 10 0 0"
+    tail -n +$((marker + 1)) $LOG > /tmp/weight.log
+    check "routes: weight changes are edits in place (no delete/add of the dest)" \
+        sh -c 'grep -q "op=edit-dest.*dest=10.3.1.1:8080" /tmp/weight.log && ! grep -q "op=delete-dest\|op=add-dest" /tmp/weight.log'
+    ec del --prefix /clusterf/services/web
+    ec del --prefix /clusterf/routes/
+    expect "routes: cleaned up" ""
+}
+
+scenario_families() {
+    ec put /clusterf/services/dual/frontend '{"ipv4":"10.20.0.1","ipv6":"2001:db8::20","tcp":80,"udp":53}'
+    ec put /clusterf/services/dual/backends/x '{"ipv4":"10.21.0.1","ipv6":"2001:db8:1::1","tcp":8080,"udp":5353}'
+    ec put /clusterf/services/dual/backends/v4only '{"ipv4":"10.21.0.2","tcp":8080}'
+    expect "families: dual-stack tcp+udp, backend ports differ, v4-only backend" \
+        "TCP 10.20.0.1:80 wlc|-> 10.21.0.1:8080 Masq 10 0 0|-> 10.21.0.2:8080 Masq 10 0 0|UDP 10.20.0.1:53 wlc|-> 10.21.0.1:5353 Masq 10 0 0|TCP [2001:db8::20]:80 wlc|-> [2001:db8:1::1]:8080 Masq 10 0 0|UDP [2001:db8::20]:53 wlc|-> [2001:db8:1::1]:5353 Masq 10 0 0"
+    ec del --prefix /clusterf/services/dual
+    ec put /clusterf/services/mark/frontend '{"fwmark":7,"scheduler":"rr"}'
+    ec put /clusterf/services/mark/backends/x '{"ipv4":"10.31.0.1","tcp":80}'
+    ec put /clusterf/services/ext/frontend '{"ipv4":"10.40.0.1","tcp":80,"scheduler":"sh","persistence":300,"flags":["sh-fallback","sh-port"]}'
+    expect "families: fwmark service, scheduler/persistence/flags extensions" \
+        "TCP 10.40.0.1:80 sh (sh-fallback,sh-port) persistent 300|FWM 7 rr|-> 10.31.0.1:0 Masq 10 0 0"
+    ec put /clusterf/services/ext/frontend '{"ipv4":"10.40.0.1","tcp":80,"scheduler":"rr"}'
+    expect "families: scheduler edited in place" "TCP 10.40.0.1:80 rr|FWM 7 rr|-> 10.31.0.1:0 Masq 10 0 0"
+    ec del --prefix /clusterf/services/
+    expect "families: cleaned up" ""
+}
+
+scenario_foreign_drift_invalid() {
+    ipvsadm -A -t 192.0.2.1:22 -s rr
+    ipvsadm -a -t 192.0.2.1:22 -r 192.0.2.9:22 -m -w 1
+    ec put /clusterf/services/web/frontend '{"ipv4":"10.107.107.107","tcp":80}'
+    ec put /clusterf/services/web/backends/a '{"ipv4":"10.3.1.1","tcp":8080}'
+    expect "foreign: a hand-made service beside a managed one" \
+        "TCP 10.107.107.107:80 wlc|-> 10.3.1.1:8080 Masq 10 0 0|TCP 192.0.2.1:22 rr|-> 192.0.2.9:22 Masq 1 0 0"
+    sleep 3
+    expect "foreign: still untouched after a resync" \
+        "TCP 10.107.107.107:80 wlc|-> 10.3.1.1:8080 Masq 10 0 0|TCP 192.0.2.1:22 rr|-> 192.0.2.9:22 Masq 1 0 0"
+    ipvsadm -D -t 10.107.107.107:80
+    expect "drift: ipvsadm -D of a managed service repaired" \
+        "TCP 10.107.107.107:80 wlc|-> 10.3.1.1:8080 Masq 10 0 0|TCP 192.0.2.1:22 rr|-> 192.0.2.9:22 Masq 1 0 0"
+    ipvsadm -C
+    expect "drift: ipvsadm -C repaired" "TCP 10.107.107.107:80 wlc|-> 10.3.1.1:8080 Masq 10 0 0"
+    check "drift: logged" grep -q 'msg="drift repaired"' $LOG
+    ec put /clusterf/services/web/backends/a '{"ipv4": "10.3.1.1", "tcp": 8080'
+    sleep 1.5
+    expect "invalid: truncated JSON over a valid backend keeps the destination" \
+        "TCP 10.107.107.107:80 wlc|-> 10.3.1.1:8080 Masq 10 0 0"
+    check "invalid: logged with its key" grep -q 'msg="invalid config value".*key=services/web/backends/a' $LOG
+    ec put /clusterf/services/web/backends/a '{"ipv4": "10.3.1.1", "tcp": 8080, "weight": 7}'
+    expect "invalid: the fixed value is applied" "TCP 10.107.107.107:80 wlc|-> 10.3.1.1:8080 Masq 7 0 0"
+}
+
+scenario_restart() {
+    ipvsadm -A -t 192.0.2.1:22 -s rr
+    ec put /clusterf/services/web/frontend '{"ipv4":"10.107.107.107","tcp":80}'
+    ec put /clusterf/services/old/frontend '{"ipv4":"10.107.107.108","tcp":80}'
+    expect "restart: before" "TCP 10.107.107.107:80 wlc|TCP 10.107.107.108:80 wlc|TCP 192.0.2.1:22 rr"
+    stop_ipvs TERM
+    check "restart: SIGTERM leaves the table as it is" \
+        test "$(table)" = "$(printf 'TCP 10.107.107.107:80 wlc\nTCP 10.107.107.108:80 wlc\nTCP 192.0.2.1:22 rr')"
+    ec del --prefix /clusterf/services/old
+    start_ipvs
+    expect "restart: a service deleted while stopped is removed; foreign kept" \
+        "TCP 10.107.107.107:80 wlc|TCP 192.0.2.1:22 rr"
+    ipvsadm -D -t 192.0.2.1:22
+}
+
+scenario_etcd_restart() {
+    ec put /clusterf/services/web/frontend '{"ipv4":"10.107.107.107","tcp":80}'
+    ec put /clusterf/services/web/backends/a '{"ipv4":"10.3.1.1","tcp":8080}'
+    expect "etcd restart: before" "TCP 10.107.107.107:80 wlc|-> 10.3.1.1:8080 Masq 10 0 0"
+    ec put /clusterf/services/web/backends/b '{"ipv4":"10.3.1.2","tcp":8080}'
+    kill -9 $ETCD_PID; wait $ETCD_PID 2>/dev/null
+    sleep 1
+    check "etcd down: the kernel table stays (fail static)" sh -c "ipvsadm -L -n | grep -q 10.107.107.107:80"
+    start_etcd
+    ec put /clusterf/services/web/backends/c '{"ipv4":"10.3.1.3","tcp":8080,"weight":2}'
+    ec del /clusterf/services/web/backends/a
+    expect "etcd restart: converges to the final config" \
+        "TCP 10.107.107.107:80 wlc|-> 10.3.1.2:8080 Masq 10 0 0|-> 10.3.1.3:8080 Masq 2 0 0"
+    check "etcd restart: the watch resumed (logged)" grep -q 'etcd watch interrupted' $LOG
+}
+
+scenario_local_tree() {
+    stop_ipvs
+    mkdir -p /tmp/local/services/loc/backends /tmp/local/routes
+    echo '{"ipv4":"10.50.0.1","tcp":80}' > /tmp/local/services/loc/frontend
+    echo '{"ipv4":"10.51.0.1","tcp":80,"weight":9}' > /tmp/local/services/loc/backends/x
+    echo '{"Prefix4":"10.52.0.0/16","IpvsMethod":"droute"}' > /tmp/local/routes/lr
+    ec put /clusterf/services/loc/backends/x '{"ipv4":"10.51.0.1","tcp":80,"weight":1}'
+    ec put /clusterf/services/loc/backends/y '{"ipv4":"10.52.0.1","tcp":80}'
+    ec put /clusterf/services/loc/backends/z '{"ipv4":"10.4.0.9","tcp":8080}'
+    ec put /clusterf/routes/r-tun '{"Prefix4":"10.4.0.0/16","IpvsMethod":"tunnel"}'
+    start_ipvs -config-path=/tmp/local
+    expect "local: tree merged with etcd, local wins for the same key" \
+        "TCP 10.50.0.1:80 wlc|-> 10.4.0.9:80 Tunnel 10 0 0|-> 10.51.0.1:80 Masq 9 0 0|-> 10.52.0.1:80 Route 10 0 0|TCP 10.107.107.107:80 wlc|-> 10.3.1.2:8080 Masq 10 0 0|-> 10.3.1.3:8080 Masq 2 0 0"
+    echo '{"ipv4":"10.51.0.1","tcp":80,"weight":4}' > /tmp/local/services/loc/backends/x
+    expect "local: a changed file is re-read" \
+        "TCP 10.50.0.1:80 wlc|-> 10.4.0.9:80 Tunnel 10 0 0|-> 10.51.0.1:80 Masq 4 0 0|-> 10.52.0.1:80 Route 10 0 0|TCP 10.107.107.107:80 wlc|-> 10.3.1.2:8080 Masq 10 0 0|-> 10.3.1.3:8080 Masq 2 0 0"
+    rm /tmp/local/services/loc/backends/x
+    expect "local: a removed file falls back to etcd's value" \
+        "TCP 10.50.0.1:80 wlc|-> 10.4.0.9:80 Tunnel 10 0 0|-> 10.51.0.1:80 Masq 1 0 0|-> 10.52.0.1:80 Route 10 0 0|TCP 10.107.107.107:80 wlc|-> 10.3.1.2:8080 Masq 10 0 0|-> 10.3.1.3:8080 Masq 2 0 0"
+    stop_ipvs
+    start_ipvs -config-path=/tmp/local -filter-etcd-routes
+    expect "local: -filter-etcd-routes drops etcd routes, keeps local ones" \
+        "TCP 10.50.0.1:80 wlc|-> 10.4.0.9:8080 Masq 10 0 0|-> 10.51.0.1:80 Masq 1 0 0|-> 10.52.0.1:80 Route 10 0 0|TCP 10.107.107.107:80 wlc|-> 10.3.1.2:8080 Masq 10 0 0|-> 10.3.1.3:8080 Masq 2 0 0"
+    stop_ipvs
+    ec del --prefix /clusterf/
+    start_ipvs
+    expect "local: everything cleaned up" ""
+}
+
+route_present() { [ -n "$(etcdctl --endpoints=$EP get /clusterf/routes/host1 --print-value-only)" ]; }
+route_absent() { ! route_present; }
+
+scenario_advertise() {
+    clusterf-ipvs --etcd-endpoints=$EP --dry-run --state-dir= --log-level=warn \
+        -advertise-route-name=host1 -advertise-route-prefix4=10.77.0.0/16 \
+        -advertise-route-gateway4=10.107.107.77 -advertise-route-ipvs-method=droute \
+        -advertise-route-ttl=2 >> $LOG 2>&1 &
+    adv=$!
+    wait_for "advertise: the route is published" 15 route_present
+    check "advertise: route value" sh -c "etcdctl --endpoints=$EP get /clusterf/routes/host1 --print-value-only | grep -q '\"Gateway4\":\"10.107.107.77\"'"
+    kill -9 $adv; wait $adv 2>/dev/null
+    wait_for "advertise: the route disappears with its lease after kill -9" 15 route_absent
+}
+
+# Two backends (be1, be2) in namespaces behind a masq VIP 10.10.10.10:80 in the root
+# namespace; the client in a third namespace.
+net_setup() {
+    for n in 1 2; do
+        $IP netns add be$n
+        $IP link add vb$n type veth peer name vbp$n
+        $IP link set vbp$n netns be$n
+        $IP addr add 10.9.$n.1/24 dev vb$n; $IP link set vb$n up
+        $IP -n be$n addr add 10.9.$n.2/24 dev vbp$n; $IP -n be$n link set vbp$n up
+        $IP -n be$n link set lo up; $IP -n be$n route add default via 10.9.$n.1
+        mkdir -p /tmp/www$n; echo "be$n" > /tmp/www$n/index.html
+        $IP netns exec be$n busybox httpd -p 80 -h /tmp/www$n
+    done
+    $IP netns add cl
+    $IP link add vc type veth peer name vcp; $IP link set vcp netns cl
+    $IP addr add 10.8.0.1/24 dev vc; $IP link set vc up
+    $IP -n cl addr add 10.8.0.2/24 dev vcp; $IP -n cl link set vcp up; $IP -n cl link set lo up
+    $IP -n cl route add default via 10.8.0.1
+    $IP link add vip0 type dummy; $IP addr add 10.10.10.10/32 dev vip0; $IP link set vip0 up
+    echo 1 > /proc/sys/net/ipv4/ip_forward
+}
+
+# requests N: N HTTP requests from the client namespace; counts per backend in /tmp/hits.
+requests() {
+    : > /tmp/hits
+    i=0
+    while [ $i -lt $1 ]; do
+        $IP netns exec cl timeout 5 busybox wget -q -O - http://10.10.10.10/ >> /tmp/hits 2>/dev/null
+        i=$((i + 1))
+    done
+}
+
+scenario_packets() {
+    net_setup
+    ec put /clusterf/services/http/frontend '{"ipv4":"10.10.10.10","tcp":80}'
+    ec put /clusterf/services/http/backends/be1 '{"ipv4":"10.9.1.2","tcp":80,"weight":1}'
+    ec put /clusterf/services/http/backends/be2 '{"ipv4":"10.9.2.2","tcp":80,"weight":3}'
+    expect "packets: VIP with weights 1 and 3" \
+        "TCP 10.10.10.10:80 wlc|-> 10.9.1.2:80 Masq 1 0 0|-> 10.9.2.2:80 Masq 3 0 0"
+    requests 400
+    n1=$(grep -c be1 /tmp/hits); n2=$(grep -c be2 /tmp/hits)
+    echo "  400 requests: be1=$n1 be2=$n2"
+    check "packets: all 400 requests answered" test $((n1 + n2)) -eq 400
+    check "packets: split about 1:3 (be2 share 65..85 %)" test $((n2 * 100)) -ge $((65 * (n1 + n2))) -a $((n2 * 100)) -le $((85 * (n1 + n2)))
+    ec put /clusterf/services/http/backends/be1 '{"ipv4":"10.9.1.2","tcp":80,"weight":0}'
+    i=0
+    while ! ipvsadm -L -n | grep -q '10.9.1.2:80 *Masq *0 '; do i=$((i + 1)); [ $i -gt 100 ] && break; sleep 0.2; done
+    requests 60
+    n1=$(grep -c be1 /tmp/hits); n2=$(grep -c be2 /tmp/hits)
+    echo "  60 requests after draining be1: be1=$n1 be2=$n2"
+    check "packets: after weight 0 no new request reaches the drained backend" test "$n1" -eq 0 -a "$n2" -eq 60
+}
+
+start_etcd || { echo "guest_clusterf_ipvs: 0 passed, 1 failed, 0 skipped"; exit 1; }
+start_ipvs
+for s in seed routes families foreign_drift_invalid restart etcd_restart local_tree advertise packets; do
+    want "$s" || continue
+    echo "== $s"
+    case $s in
+        seed) scenario_seed;; routes) scenario_routes;; families) scenario_families;;
+        foreign_drift_invalid) scenario_foreign_drift_invalid;; restart) scenario_restart;;
+        etcd_restart) scenario_etcd_restart;; local_tree) scenario_local_tree;;
+        advertise) scenario_advertise;; packets) scenario_packets;;
+    esac
+done
+stop_ipvs
+if [ $FAIL -gt 0 ]; then echo "--- clusterf-ipvs log (tail)"; tail -n 40 $LOG; fi
+grep -q 'AddressSanitizer\|runtime error' $LOG && { bad "sanitizers reported errors"; grep -A5 'AddressSanitizer\|runtime error' $LOG | head -40; }
+echo "guest_clusterf_ipvs: $PASS passed, $FAIL failed, 0 skipped"
+[ $FAIL = 0 ]
