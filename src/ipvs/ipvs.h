@@ -215,6 +215,9 @@ const char *ipvs_dest_str(const struct ipvs_service *svc, const struct ipvs_dest
 const char *ipvs_fwd_name(uint32_t fwd);
 /* "add-service", ..., "flush". */
 const char *ipvs_op_name(enum ipvs_op_kind kind);
+/* One op and its outcome for a log line: "add-dest tcp 10.0.0.1:80 -> 10.1.0.1:8080: No such
+ * process (ESRCH)", "add-service udp 10.0.0.1:53: applied". Returns buf. */
+const char *ipvs_op_str(const struct ipvs_op *op, char *buf, size_t size);
 /* Parse "1.2.3.4" or "2001:db8::1" into addr (16 bytes, zero-filled) and *af.
  * Returns 0 or -EINVAL. */
 int ipvs_addr_parse(const char *s, uint16_t *af, uint8_t addr[16]);

@@ -85,7 +85,7 @@ static int run_dump(ipvs_conn *c, struct dump_ctx *d, struct ipvs_err *err)
     uint32_t seq = c->seq++;
     int rc;
     ipvs_drain(c);
-    struct nl_msg *m = ipvs_msg_new(c, cmd, NLM_F_REQUEST | NLM_F_DUMP | NLM_F_ACK, seq);
+    struct nl_msg *m = ipvs_msg_new(c, cmd, NLM_F_REQUEST | NLM_F_DUMP, seq);
     if (!m)
         return ipvs_seterr(err, -ENOMEM, "out of memory");
     if (d->svc && ipvs_put_service(m, d->svc, false) < 0) {

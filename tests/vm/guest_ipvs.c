@@ -86,12 +86,10 @@ static bool all_applied(const struct ipvs_batch *b)
     bool ok = true;
     for (size_t i = 0; i < b->n; i++) {
         const struct ipvs_op *op = &b->ops[i];
-        char s[96];
+        char s[256];
         if (op->outcome == IPVS_APPLIED)
             continue;
-        ok = check_fail(__FILE__, __LINE__, "op %zu %s %s: outcome %d error %d (%s)", i,
-                        ipvs_op_name(op->kind), ipvs_service_str(&op->svc, s, sizeof(s)),
-                        op->outcome, op->error, strerror(-op->error));
+        ok = check_fail(__FILE__, __LINE__, "op %zu %s", i, ipvs_op_str(op, s, sizeof(s)));
     }
     return ok;
 }
