@@ -139,6 +139,10 @@ struct ipvs_iface {
 int ipvs_conn_new(ipvs_conn **out, struct ipvs_err *err);
 /* Close the socket; NULL is a no-op. */
 void ipvs_conn_free(ipvs_conn *c);
+/* Socket buffer sizes in bytes (0 = keep): forced when root, else capped by the
+ * net.core.{w,r}mem_max sysctls. Recomputes the ops per sendmsg from what was granted.
+ * Defaults: 4 MiB send, 8 MiB receive. */
+void ipvs_conn_set_buffers(ipvs_conn *c, int sndbuf, int rcvbuf);
 /* How long to wait for the kernel's answer before an op counts as lost (default 5000 ms). */
 void ipvs_conn_set_timeout_ms(ipvs_conn *c, unsigned ms);
 /* Upper bound of ops per sendmsg (default: what the socket buffers hold, at most 1024). */

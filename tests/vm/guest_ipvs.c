@@ -749,6 +749,41 @@ out:
     ipvs_batch_release(&b);
 }
 
+/* ACKs lost to a receive-buffer overrun: ipvs_apply returns -ENOBUFS promptly (no hang),
+ * the unanswered ops are FAILED with -ENOBUFS, and a dump shows what the kernel did. */
+static void test_overrun_reported(void)
+{
+    struct ipvs_batch b = { 0 };
+    struct ipvs_err err = { 0 };
+    if (!ready())
+        return;
+    size_t saved = ipvs_conn_max_batch(conn);
+    ipvs_conn_set_buffers(conn, 0, 4096);
+    ipvs_conn_set_max_batch(conn, 1000);
+    big_batch(&b, 1000, false);
+    double t0 = now_ms();
+    int rc = ipvs_apply(conn, b.ops, b.n, &err);
+    double t1 = now_ms();
+    ipvs_conn_set_buffers(conn, 0, 8 << 20);
+    ipvs_conn_set_max_batch(conn, saved);
+    CHECK_MSG(rc == -ENOBUFS, "ipvs_apply: %d %s, want -ENOBUFS", rc, err.msg);
+    size_t applied = ipvs_ops_count(b.ops, b.n, IPVS_APPLIED);
+    size_t lost = 0;
+    for (size_t i = 0; i < b.n; i++)
+        lost += b.ops[i].outcome == IPVS_FAILED && b.ops[i].error == -ENOBUFS;
+    CHECK_INT(applied + lost, 1000);
+    CHECK(lost > 0);
+    CHECK_MSG(t1 - t0 < 4000, "took %.0f ms: it waited for lost answers", t1 - t0);
+    struct ipvs_service *svcs = NULL;
+    size_t n = 0;
+    CHECK_INT(ipvs_dump_services(conn, &svcs, &n, &err), 0);
+    CHECK_INT(n, 1000);          /* the kernel applied every op; only answers were lost */
+    free(svcs);
+    printf("  overrun: %zu answers received, %zu lost, in %.0f ms: %s\n", applied, lost,
+           t1 - t0, err.msg);
+    ipvs_batch_release(&b);
+}
+
 /* The ipvs_iface table works the same as the direct calls. */
 static void test_iface(void)
 {
@@ -1217,6 +1252,7 @@ int main(int argc, char **argv)
     check_run("small_chunks", test_small_chunks);
     check_run("batch_2000", test_batch_2000);
     check_run("iface", test_iface);
+    check_run("overrun_reported", test_overrun_reported);
     check_run("fake_matches_kernel", test_fake_matches_kernel);
     check_run("edit_keeps_connection", test_edit_keeps_connection);
     if (conn)
