@@ -171,6 +171,10 @@ void ipvs_fake_fail_after(ipvs_fake *f, size_t n_ops, int code);
 /* Number of apply calls so far. */
 unsigned long ipvs_fake_applies(const ipvs_fake *f);
 
+/* The kernel's IPVS version (e.g. 0x010201 for 1.2.1) and connection-table size (GET_INFO).
+ * Returns 0 or -errno. */
+int ipvs_info(ipvs_conn *c, uint32_t *version, uint32_t *conn_tab_size, struct ipvs_err *err);
+
 /* Every service, without destinations. Returns 0 and a malloc'ed array (free()) in *out. */
 int ipvs_dump_services(ipvs_conn *c, struct ipvs_service **out, size_t *n, struct ipvs_err *err);
 /* The destinations of one service (empty if the service does not exist). Returns 0 and a

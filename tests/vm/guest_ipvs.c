@@ -437,7 +437,13 @@ static void test_family(void)
     if (!CHECK_MSG(rc == 0, "ipvs_conn_new: %d %s", rc, err.msg))
         return;
     CHECK(ipvs_conn_max_batch(c) >= 16);
-    printf("  IPVS family resolved; %zu ops per sendmsg\n", ipvs_conn_max_batch(c));
+    uint32_t version = 0, size = 0;
+    rc = ipvs_info(c, &version, &size, &err);
+    CHECK_MSG(rc == 0, "ipvs_info: %d %s", rc, err.msg);
+    CHECK_INT(version, IP_VS_VERSION_CODE);            /* 1.2.1, as ipvsadm -L prints */
+    CHECK_INT(size, 4096);
+    printf("  IPVS %u.%u.%u (size=%u) resolved; %zu ops per sendmsg\n", version >> 16,
+           (version >> 8) & 0xff, version & 0xff, size, ipvs_conn_max_batch(c));
     ipvs_conn_free(c);
 }
 
@@ -1161,7 +1167,8 @@ static void test_edit_keeps_connection(void)
     }
     CHECK_MSG(!new_connection_accepted(), "weight 0 must not take new connections");
     before = backend_bytes();
-    CHECK_MSG(backend_grows(before + 20, 20000), "the connection stopped after a new one was refused");
+    CHECK_MSG(backend_grows(before + 20, 20000),
+              "the connection stopped after a new one was refused");
     struct ipvs_service *svcs = NULL;
     size_t n = 0;
     struct ipvs_err err = { 0 };
