@@ -1101,6 +1101,19 @@ static bool vip_dest(const struct ipvs_service *s, struct ipvs_dest *out)
     return ok;
 }
 
+/* Poll the VIP's dest until its stats show at least `conns` connections and more than
+ * `inpkts` packets, up to ms. */
+static bool vip_dest_stats(const struct ipvs_service *s, struct ipvs_dest *out, uint64_t conns,
+                           uint64_t inpkts, int ms)
+{
+    for (int waited = 0; waited < ms; waited += 200) {
+        if (vip_dest(s, out) && out->stats.conns >= conns && out->stats.inpkts > inpkts)
+            return true;
+        usleep(200 * 1000);
+    }
+    return vip_dest(s, out) && false;
+}
+
 /* ActiveConn of dest `addr` in `ipvsadm -L -n`, or -1. */
 static int ipvsadm_active(const char *addr)
 {
@@ -1140,8 +1153,8 @@ static void test_edit_keeps_connection(void)
     cl = spawn_in_netns("cl", client_main);
     if (!CHECK_MSG(backend_grows(20, 20000), "no traffic reached the backend through the VIP"))
         goto out;
-    sleep(3);   /* stats are summed from per-CPU counters by a 2 s estimator */
-    if (!CHECK(vip_dest(&s, &d0)))
+    /* Stats are summed from per-CPU counters by a 2 s estimator: poll for them. */
+    if (!CHECK(vip_dest_stats(&s, &d0, 1, 3, 20000)))
         goto out;
     CHECK_INT(d0.active_conns, 1);
     CHECK_INT(ipvsadm_active("10.9.0.2:9000"), 1);
@@ -1156,8 +1169,7 @@ static void test_edit_keeps_connection(void)
         goto out;
     long before = backend_bytes();
     CHECK_MSG(backend_grows(before + 20, 20000), "the connection stopped after the edits");
-    sleep(3);
-    if (CHECK(vip_dest(&s, &d1))) {
+    if (CHECK(vip_dest_stats(&s, &d1, 2, d0.stats.inpkts, 20000))) {
         CHECK_INT(d1.weight, 0);
         CHECK_INT(d1.active_conns, 1);
         CHECK_INT(d1.stats.conns, 2);        /* the first one + the probe */
