@@ -235,8 +235,11 @@ static void render_service(const struct ipvs_service *s, char *buf, size_t size)
             snprintf(persist + n, sizeof(persist) - n, " -M %s", inet_ntoa(m));
         }
     }
-    snprintf(buf, size, "-A %s -s %s%s%s%s", spec, s->sched[0] ? s->sched : "wlc", flags,
-             persist, s->flags & IP_VS_SVC_F_ONEPACKET ? " -o" : "");
+    char pe[32] = "";
+    if (s->pe[0])
+        snprintf(pe, sizeof(pe), " --pe %s", s->pe);
+    snprintf(buf, size, "-A %s -s %s%s%s%s%s", spec, s->sched[0] ? s->sched : "wlc", flags,
+             persist, pe, s->flags & IP_VS_SVC_F_ONEPACKET ? " -o" : "");
 }
 
 static void render_dest(const struct ipvs_service *s, const struct ipvs_dest *d, char *buf,
@@ -535,6 +538,49 @@ static void test_edit_in_place(void)
         table_free_expected(want);
     }
     ipvs_batch_release(&e);
+out:
+    ipvs_batch_release(&b);
+}
+
+/* A persistence engine is set by add, kept by an edit that names it, and cleared by an edit
+ * that does not (the kernel's rule: SET_SERVICE without PE_NAME clears it). */
+static void test_pe_set_and_cleared(void)
+{
+    struct ipvs_batch b = { 0 };
+    if (!ready())
+        return;
+    struct ipvs_service s = svc_ip(IPPROTO_UDP, "10.0.0.9", 5060, "rr");
+    s.flags = IP_VS_SVC_F_PERSISTENT;
+    s.timeout = 60;
+    snprintf(s.pe, sizeof(s.pe), "sip");
+    ipvs_batch_push(&b, IPVS_OP_ADD_SERVICE, &s, NULL);
+    if (!apply(&b) || !all_applied(&b))
+        goto out;
+    struct ipvs_table *t = dump();
+    if (t && CHECK(t->n == 1)) {
+        CHECK_STR(t->entries[0].svc.pe, "sip");
+        ipvsadm_shows(t);
+    }
+    ipvs_table_free(t);
+    s.timeout = 120;
+    b.ops[0].kind = IPVS_OP_EDIT_SERVICE;
+    b.ops[0].svc = s;                          /* still names the PE: kept */
+    if (!apply(&b) || !all_applied(&b))
+        goto out;
+    t = dump();
+    if (t && CHECK(t->n == 1))
+        CHECK_STR(t->entries[0].svc.pe, "sip");
+    ipvs_table_free(t);
+    b.ops[0].svc.pe[0] = 0;                    /* no PE: cleared */
+    if (!apply(&b) || !all_applied(&b))
+        goto out;
+    t = dump();
+    if (t && CHECK(t->n == 1)) {
+        CHECK_STR(t->entries[0].svc.pe, "");
+        CHECK_INT(t->entries[0].svc.timeout, 120);
+        ipvsadm_shows(t);
+    }
+    ipvs_table_free(t);
 out:
     ipvs_batch_release(&b);
 }
@@ -1265,6 +1311,7 @@ int main(int argc, char **argv)
     check_run("add_mixed_matches_ipvsadm", test_add_mixed_matches_ipvsadm);
     check_run("dump_of_ipvsadm_rules", test_dump_of_ipvsadm_rules);
     check_run("edit_in_place", test_edit_in_place);
+    check_run("pe_set_and_cleared", test_pe_set_and_cleared);
     check_run("delete", test_delete);
     check_run("idempotent_outcomes", test_idempotent_outcomes);
     check_run("bad_op_fails_alone", test_bad_op_fails_alone);
