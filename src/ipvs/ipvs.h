@@ -219,7 +219,7 @@ const char *ipvs_service_str(const struct ipvs_service *s, char *buf, size_t siz
 /* "10.0.0.2:8080" or "[2001:db8::2]:80" (af 0 = family of svc); returns buf. */
 const char *ipvs_dest_str(const struct ipvs_service *svc, const struct ipvs_dest *d,
                           char *buf, size_t size);
-/* "masq", "local", "tunnel", "droute", "bypass" or "fwd<N>". */
+/* "masq", "local", "tunnel", "droute", "bypass" or "fwd?". */
 const char *ipvs_fwd_name(uint32_t fwd);
 /* "add-service", ..., "flush". */
 const char *ipvs_op_name(enum ipvs_op_kind kind);
