@@ -139,6 +139,10 @@ struct ipvs_iface {
 int ipvs_conn_new(ipvs_conn **out, struct ipvs_err *err);
 /* Close the socket; NULL is a no-op. */
 void ipvs_conn_free(ipvs_conn *c);
+/* Socket buffer sizes in bytes (0 = keep): forced when root, else capped by the
+ * net.core.{w,r}mem_max sysctls. Recomputes the ops per sendmsg from what was granted.
+ * Defaults: 4 MiB send, 8 MiB receive. */
+void ipvs_conn_set_buffers(ipvs_conn *c, int sndbuf, int rcvbuf);
 /* How long to wait for the kernel's answer before an op counts as lost (default 5000 ms). */
 void ipvs_conn_set_timeout_ms(ipvs_conn *c, unsigned ms);
 /* Upper bound of ops per sendmsg (default: what the socket buffers hold, at most 1024). */
@@ -166,6 +170,10 @@ int ipvs_fake_apply(ipvs_fake *f, struct ipvs_op *ops, size_t n, struct ipvs_err
 void ipvs_fake_fail_after(ipvs_fake *f, size_t n_ops, int code);
 /* Number of apply calls so far. */
 unsigned long ipvs_fake_applies(const ipvs_fake *f);
+
+/* The kernel's IPVS version (e.g. 0x010201 for 1.2.1) and connection-table size (GET_INFO).
+ * Returns 0 or -errno. */
+int ipvs_info(ipvs_conn *c, uint32_t *version, uint32_t *conn_tab_size, struct ipvs_err *err);
 
 /* Every service, without destinations. Returns 0 and a malloc'ed array (free()) in *out. */
 int ipvs_dump_services(ipvs_conn *c, struct ipvs_service **out, size_t *n, struct ipvs_err *err);
@@ -211,10 +219,13 @@ const char *ipvs_service_str(const struct ipvs_service *s, char *buf, size_t siz
 /* "10.0.0.2:8080" or "[2001:db8::2]:80" (af 0 = family of svc); returns buf. */
 const char *ipvs_dest_str(const struct ipvs_service *svc, const struct ipvs_dest *d,
                           char *buf, size_t size);
-/* "masq", "local", "tunnel", "droute", "bypass" or "fwd<N>". */
+/* "masq", "local", "tunnel", "droute", "bypass" or "fwd?". */
 const char *ipvs_fwd_name(uint32_t fwd);
 /* "add-service", ..., "flush". */
 const char *ipvs_op_name(enum ipvs_op_kind kind);
+/* One op and its outcome for a log line: "add-dest tcp 10.0.0.1:80 -> 10.1.0.1:8080: No such
+ * process (ESRCH)", "add-service udp 10.0.0.1:53: applied". Returns buf. */
+const char *ipvs_op_str(const struct ipvs_op *op, char *buf, size_t size);
 /* Parse "1.2.3.4" or "2001:db8::1" into addr (16 bytes, zero-filled) and *af.
  * Returns 0 or -EINVAL. */
 int ipvs_addr_parse(const char *s, uint16_t *af, uint8_t addr[16]);

@@ -9,6 +9,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* One chunk on the wire: the datagram being built and the ops it carries. */
 struct chunk {
@@ -177,6 +178,13 @@ static void chunk_fail(const struct chunk *ch, struct ipvs_op *ops, int code)
         }
 }
 
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
 /* Receive ACKs until every op of ch is answered. After ENOBUFS only what is already queued
  * is read (the kernel answered everything inside sendmsg), the rest is lost. */
 static int collect_acks(ipvs_conn *c, const struct chunk *ch, struct ipvs_op *ops,
@@ -184,8 +192,10 @@ static int collect_acks(ipvs_conn *c, const struct chunk *ch, struct ipvs_op *op
 {
     size_t pending = chunk_pending(ch, ops);
     bool overrun = false;
+    double deadline = now_ms() + c->timeout_ms;
     while (pending > 0) {
-        int len = ipvs_recv(c, overrun);
+        /* Past the deadline (other traffic kept the socket busy), only read what is queued. */
+        int len = ipvs_recv(c, overrun || now_ms() > deadline);
         if (len == -ENOBUFS) {
             overrun = true;
             continue;

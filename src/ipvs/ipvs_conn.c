@@ -61,20 +61,37 @@ static void apply_timeout(ipvs_conn *c)
     setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 }
 
-/* Buffers, capped ACKs and the batch bound that follows from what the kernel granted. */
-static void tune_socket(ipvs_conn *c)
+/* Buffer sizes, and the batch bounds that follow from what the kernel granted. */
+static void size_buffers(ipvs_conn *c, int snd_want, int rcv_want)
 {
-    int one = 1;
-    int sndbuf = set_buf(c->fd, SO_SNDBUFFORCE, SO_SNDBUF, SNDBUF_WANT);
-    int rcvbuf = set_buf(c->fd, SO_RCVBUFFORCE, SO_RCVBUF, RCVBUF_WANT);
-    setsockopt(c->fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
+    int sndbuf = set_buf(c->fd, SO_SNDBUFFORCE, SO_SNDBUF, snd_want);
+    int rcvbuf = set_buf(c->fd, SO_RCVBUFFORCE, SO_RCVBUF, rcv_want);
     size_t by_rcv = rcvbuf > 0 ? (size_t)rcvbuf / ACK_TRUESIZE : 16;
     c->max_batch = by_rcv < 16 ? 16 : by_rcv > BATCH_CAP ? BATCH_CAP : by_rcv;
     c->max_bytes = sndbuf > 4096 ? (size_t)sndbuf / 2 : 4096;
     if (c->max_bytes > BYTES_CAP)
         c->max_bytes = BYTES_CAP;
+}
+
+/* Buffers, capped ACKs (no request echoed in an error) and the receive timeout. */
+static void tune_socket(ipvs_conn *c)
+{
+    int one = 1;
+    size_buffers(c, SNDBUF_WANT, RCVBUF_WANT);
+    setsockopt(c->fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
     c->timeout_ms = TIMEOUT_MS_DEFAULT;
     apply_timeout(c);
+}
+
+void ipvs_conn_set_buffers(ipvs_conn *c, int sndbuf, int rcvbuf)
+{
+    int cur_snd = 0, cur_rcv = 0;
+    socklen_t len = sizeof(int);
+    getsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &cur_snd, &len);
+    len = sizeof(int);
+    getsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &cur_rcv, &len);
+    /* getsockopt reports double what was set; halve it to keep the size. */
+    size_buffers(c, sndbuf > 0 ? sndbuf : cur_snd / 2, rcvbuf > 0 ? rcvbuf : cur_rcv / 2);
 }
 
 static int resolve_family(ipvs_conn *c, struct ipvs_err *err)

@@ -1,5 +1,5 @@
 /* ipvs_dump.c -- read the kernel's IPVS table: GET_SERVICE dump, then a GET_DEST dump per
- * service (the service identity in the request), as ipvsadm does.
+ * service (the service identity in the request), as ipvsadm does; and GET_INFO.
  *
  * Replies are matched by sequence number (stale answers of a timed-out batch are skipped) and
  * parsed through the policies of ipvs_msg.c. A dump is not a snapshot (see ipvs.h). */
@@ -85,7 +85,7 @@ static int run_dump(ipvs_conn *c, struct dump_ctx *d, struct ipvs_err *err)
     uint32_t seq = c->seq++;
     int rc;
     ipvs_drain(c);
-    struct nl_msg *m = ipvs_msg_new(c, cmd, NLM_F_REQUEST | NLM_F_DUMP | NLM_F_ACK, seq);
+    struct nl_msg *m = ipvs_msg_new(c, cmd, NLM_F_REQUEST | NLM_F_DUMP, seq);
     if (!m)
         return ipvs_seterr(err, -ENOMEM, "out of memory");
     if (d->svc && ipvs_put_service(m, d->svc, false) < 0) {
@@ -182,6 +182,61 @@ fail:
     free(svcs);
     ipvs_table_free(t);
     return rc;
+}
+
+/* GET_INFO reuses attribute numbers 1-2 at the top level, hence its own policy. */
+static struct nla_policy info_policy[IPVS_INFO_ATTR_MAX + 1] = {
+    [IPVS_INFO_ATTR_VERSION] = { .type = NLA_U32 },
+    [IPVS_INFO_ATTR_CONN_TAB_SIZE] = { .type = NLA_U32 },
+};
+
+/* Parse the GET_INFO reply of our request in one datagram: 1 done, 0 not yet, -errno. */
+static int take_info(ipvs_conn *c, int len, uint32_t seq, uint32_t *version, uint32_t *size,
+                     struct ipvs_err *err)
+{
+    struct nlmsghdr *nlh = (struct nlmsghdr *)c->rbuf;
+    for (; NLMSG_OK(nlh, len); nlh = NLMSG_NEXT(nlh, len)) {
+        struct nlattr *tb[IPVS_INFO_ATTR_MAX + 1];
+        if (nlh->nlmsg_seq != seq)
+            continue;
+        if (nlh->nlmsg_type == NLMSG_ERROR) {
+            int e = nlh->nlmsg_len >= NLMSG_LENGTH(sizeof(int)) ? *(int *)NLMSG_DATA(nlh) : -EPROTO;
+            return ipvs_seterr(err, e ? e : -EPROTO, "IPVS info: %s", strerror(e ? -e : EPROTO));
+        }
+        if (nlh->nlmsg_type != c->family)
+            continue;
+        if (genlmsg_parse(nlh, 0, tb, IPVS_INFO_ATTR_MAX, info_policy) < 0 ||
+            !tb[IPVS_INFO_ATTR_VERSION] || !tb[IPVS_INFO_ATTR_CONN_TAB_SIZE])
+            return ipvs_seterr(err, -EINVAL, "bad IPVS info reply from the kernel");
+        *version = nla_get_u32(tb[IPVS_INFO_ATTR_VERSION]);
+        *size = nla_get_u32(tb[IPVS_INFO_ATTR_CONN_TAB_SIZE]);
+        return 1;
+    }
+    return 0;
+}
+
+int ipvs_info(ipvs_conn *c, uint32_t *version, uint32_t *conn_tab_size, struct ipvs_err *err)
+{
+    uint32_t seq = c->seq++;
+    ipvs_drain(c);
+    struct nl_msg *m = ipvs_msg_new(c, IPVS_CMD_GET_INFO, NLM_F_REQUEST, seq);
+    if (!m)
+        return ipvs_seterr(err, -ENOMEM, "out of memory");
+    int rc = ipvs_send(c, nlmsg_hdr(m), nlmsg_hdr(m)->nlmsg_len);
+    nlmsg_free(m);
+    if (rc < 0)
+        return ipvs_seterr(err, rc, "sending the IPVS info request: %s", strerror(-rc));
+    for (;;) {
+        int len = ipvs_recv(c, false);
+        if (len == -EAGAIN)
+            return ipvs_seterr(err, -ETIMEDOUT, "IPVS info: no answer within %u ms",
+                               c->timeout_ms);
+        if (len < 0)
+            return ipvs_seterr(err, len, "IPVS info: receiving: %s", strerror(-len));
+        rc = take_info(c, len, seq, version, conn_tab_size, err);
+        if (rc != 0)
+            return rc < 0 ? rc : 0;
+    }
 }
 
 struct ipvs_entry *ipvs_table_find(const struct ipvs_table *t, const struct ipvs_service *svc)

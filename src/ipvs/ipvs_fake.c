@@ -286,7 +286,8 @@ int ipvs_fake_dump(ipvs_fake *f, struct ipvs_table **out, struct ipvs_err *err)
         dst->dests = malloc((src->n_dests + 1) * sizeof(*dst->dests));
         if (!dst->dests)
             goto oom;
-        memcpy(dst->dests, src->dests, src->n_dests * sizeof(*dst->dests));
+        if (src->n_dests)
+            memcpy(dst->dests, src->dests, src->n_dests * sizeof(*dst->dests));
         dst->n_dests = src->n_dests;
     }
     *out = t;

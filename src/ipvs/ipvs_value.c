@@ -132,6 +132,43 @@ const char *ipvs_op_name(enum ipvs_op_kind kind)
     return "op?";
 }
 
+static const char *errno_name(int e)
+{
+    switch (e) {
+    case EEXIST: return "EEXIST";
+    case ESRCH: return "ESRCH";
+    case ENOENT: return "ENOENT";
+    case ERANGE: return "ERANGE";
+    case EINVAL: return "EINVAL";
+    case EPERM: return "EPERM";
+    case ETIMEDOUT: return "ETIMEDOUT";
+    case ENOBUFS: return "ENOBUFS";
+    case EAFNOSUPPORT: return "EAFNOSUPPORT";
+    }
+    return "errno";
+}
+
+const char *ipvs_op_str(const struct ipvs_op *op, char *buf, size_t size)
+{
+    char s[96] = "", d[96] = "", what[64];
+    if (op->kind != IPVS_OP_FLUSH)
+        ipvs_service_str(&op->svc, s, sizeof(s));
+    if (op->kind == IPVS_OP_ADD_DEST || op->kind == IPVS_OP_EDIT_DEST ||
+        op->kind == IPVS_OP_DEL_DEST) {
+        d[0] = ' ', d[1] = '-', d[2] = '>', d[3] = ' ';
+        ipvs_dest_str(&op->svc, &op->dest, d + 4, sizeof(d) - 4);
+    }
+    if (op->outcome == IPVS_PENDING)
+        snprintf(what, sizeof(what), "pending");
+    else if (op->outcome == IPVS_APPLIED)
+        snprintf(what, sizeof(what), "applied");
+    else
+        snprintf(what, sizeof(what), "%s%s (%s)", op->outcome == IPVS_ALREADY ? "already: " : "",
+                 strerror(-op->error), errno_name(-op->error));
+    snprintf(buf, size, "%s%s%s%s: %s", ipvs_op_name(op->kind), s[0] ? " " : "", s, d, what);
+    return buf;
+}
+
 int ipvs_addr_parse(const char *s, uint16_t *af, uint8_t addr[16])
 {
     memset(addr, 0, 16);

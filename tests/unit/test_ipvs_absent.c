@@ -129,6 +129,23 @@ static void test_batch_builder(void)
     ipvs_batch_release(NULL);
 }
 
+static void test_op_str(void)
+{
+    struct ipvs_op op = { .kind = IPVS_OP_ADD_DEST, .svc = svc("10.0.0.1", IPPROTO_TCP, 80),
+                          .dest = { .port = 8080 }, .outcome = IPVS_FAILED, .error = -ESRCH };
+    char buf[256];
+    ipvs_addr_parse("10.1.0.1", &op.dest.af, op.dest.addr);
+    CHECK_STR(ipvs_op_str(&op, buf, sizeof(buf)),
+              "add-dest tcp 10.0.0.1:80 -> 10.1.0.1:8080: No such process (ESRCH)");
+    op.kind = IPVS_OP_DEL_SERVICE;
+    op.outcome = IPVS_ALREADY;
+    CHECK_STR(ipvs_op_str(&op, buf, sizeof(buf)),
+              "delete-service tcp 10.0.0.1:80: already: No such process (ESRCH)");
+    op.kind = IPVS_OP_FLUSH;
+    op.outcome = IPVS_APPLIED;
+    CHECK_STR(ipvs_op_str(&op, buf, sizeof(buf)), "flush: applied");
+}
+
 static void test_table_helpers(void)
 {
     struct ipvs_table *t = calloc(1, sizeof(*t));
@@ -154,6 +171,7 @@ int main(int argc, char **argv)
     check_run("service_identity_and_config", test_service_identity_and_config);
     check_run("dest_identity_and_config", test_dest_identity_and_config);
     check_run("batch_builder", test_batch_builder);
+    check_run("op_str", test_op_str);
     check_run("table_helpers", test_table_helpers);
     return check_end();
 }

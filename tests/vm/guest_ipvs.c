@@ -86,12 +86,10 @@ static bool all_applied(const struct ipvs_batch *b)
     bool ok = true;
     for (size_t i = 0; i < b->n; i++) {
         const struct ipvs_op *op = &b->ops[i];
-        char s[96];
+        char s[256];
         if (op->outcome == IPVS_APPLIED)
             continue;
-        ok = check_fail(__FILE__, __LINE__, "op %zu %s %s: outcome %d error %d (%s)", i,
-                        ipvs_op_name(op->kind), ipvs_service_str(&op->svc, s, sizeof(s)),
-                        op->outcome, op->error, strerror(-op->error));
+        ok = check_fail(__FILE__, __LINE__, "op %zu %s", i, ipvs_op_str(op, s, sizeof(s)));
     }
     return ok;
 }
@@ -237,8 +235,11 @@ static void render_service(const struct ipvs_service *s, char *buf, size_t size)
             snprintf(persist + n, sizeof(persist) - n, " -M %s", inet_ntoa(m));
         }
     }
-    snprintf(buf, size, "-A %s -s %s%s%s%s", spec, s->sched[0] ? s->sched : "wlc", flags,
-             persist, s->flags & IP_VS_SVC_F_ONEPACKET ? " -o" : "");
+    char pe[32] = "";
+    if (s->pe[0])
+        snprintf(pe, sizeof(pe), " --pe %s", s->pe);
+    snprintf(buf, size, "-A %s -s %s%s%s%s%s", spec, s->sched[0] ? s->sched : "wlc", flags,
+             persist, pe, s->flags & IP_VS_SVC_F_ONEPACKET ? " -o" : "");
 }
 
 static void render_dest(const struct ipvs_service *s, const struct ipvs_dest *d, char *buf,
@@ -439,7 +440,13 @@ static void test_family(void)
     if (!CHECK_MSG(rc == 0, "ipvs_conn_new: %d %s", rc, err.msg))
         return;
     CHECK(ipvs_conn_max_batch(c) >= 16);
-    printf("  IPVS family resolved; %zu ops per sendmsg\n", ipvs_conn_max_batch(c));
+    uint32_t version = 0, size = 0;
+    rc = ipvs_info(c, &version, &size, &err);
+    CHECK_MSG(rc == 0, "ipvs_info: %d %s", rc, err.msg);
+    CHECK_INT(version, IP_VS_VERSION_CODE);            /* 1.2.1, as ipvsadm -L prints */
+    CHECK_INT(size, 4096);
+    printf("  IPVS %u.%u.%u (size=%u) resolved; %zu ops per sendmsg\n", version >> 16,
+           (version >> 8) & 0xff, version & 0xff, size, ipvs_conn_max_batch(c));
     ipvs_conn_free(c);
 }
 
@@ -531,6 +538,49 @@ static void test_edit_in_place(void)
         table_free_expected(want);
     }
     ipvs_batch_release(&e);
+out:
+    ipvs_batch_release(&b);
+}
+
+/* A persistence engine is set by add, kept by an edit that names it, and cleared by an edit
+ * that does not (the kernel's rule: SET_SERVICE without PE_NAME clears it). */
+static void test_pe_set_and_cleared(void)
+{
+    struct ipvs_batch b = { 0 };
+    if (!ready())
+        return;
+    struct ipvs_service s = svc_ip(IPPROTO_UDP, "10.0.0.9", 5060, "rr");
+    s.flags = IP_VS_SVC_F_PERSISTENT;
+    s.timeout = 60;
+    snprintf(s.pe, sizeof(s.pe), "sip");
+    ipvs_batch_push(&b, IPVS_OP_ADD_SERVICE, &s, NULL);
+    if (!apply(&b) || !all_applied(&b))
+        goto out;
+    struct ipvs_table *t = dump();
+    if (t && CHECK(t->n == 1)) {
+        CHECK_STR(t->entries[0].svc.pe, "sip");
+        ipvsadm_shows(t);
+    }
+    ipvs_table_free(t);
+    s.timeout = 120;
+    b.ops[0].kind = IPVS_OP_EDIT_SERVICE;
+    b.ops[0].svc = s;                          /* still names the PE: kept */
+    if (!apply(&b) || !all_applied(&b))
+        goto out;
+    t = dump();
+    if (t && CHECK(t->n == 1))
+        CHECK_STR(t->entries[0].svc.pe, "sip");
+    ipvs_table_free(t);
+    b.ops[0].svc.pe[0] = 0;                    /* no PE: cleared */
+    if (!apply(&b) || !all_applied(&b))
+        goto out;
+    t = dump();
+    if (t && CHECK(t->n == 1)) {
+        CHECK_STR(t->entries[0].svc.pe, "");
+        CHECK_INT(t->entries[0].svc.timeout, 120);
+        ipvsadm_shows(t);
+    }
+    ipvs_table_free(t);
 out:
     ipvs_batch_release(&b);
 }
@@ -748,6 +798,41 @@ static void test_small_chunks(void)
         else
             expect_op(&b.ops[i], IPVS_APPLIED, 0);
 out:
+    ipvs_batch_release(&b);
+}
+
+/* ACKs lost to a receive-buffer overrun: ipvs_apply returns -ENOBUFS promptly (no hang),
+ * the unanswered ops are FAILED with -ENOBUFS, and a dump shows what the kernel did. */
+static void test_overrun_reported(void)
+{
+    struct ipvs_batch b = { 0 };
+    struct ipvs_err err = { 0 };
+    if (!ready())
+        return;
+    size_t saved = ipvs_conn_max_batch(conn);
+    ipvs_conn_set_buffers(conn, 0, 4096);
+    ipvs_conn_set_max_batch(conn, 1000);
+    big_batch(&b, 1000, false);
+    double t0 = now_ms();
+    int rc = ipvs_apply(conn, b.ops, b.n, &err);
+    double t1 = now_ms();
+    ipvs_conn_set_buffers(conn, 0, 8 << 20);
+    ipvs_conn_set_max_batch(conn, saved);
+    CHECK_MSG(rc == -ENOBUFS, "ipvs_apply: %d %s, want -ENOBUFS", rc, err.msg);
+    size_t applied = ipvs_ops_count(b.ops, b.n, IPVS_APPLIED);
+    size_t lost = 0;
+    for (size_t i = 0; i < b.n; i++)
+        lost += b.ops[i].outcome == IPVS_FAILED && b.ops[i].error == -ENOBUFS;
+    CHECK_INT(applied + lost, 1000);
+    CHECK(lost > 0);
+    CHECK_MSG(t1 - t0 < 4000, "took %.0f ms: it waited for lost answers", t1 - t0);
+    struct ipvs_service *svcs = NULL;
+    size_t n = 0;
+    CHECK_INT(ipvs_dump_services(conn, &svcs, &n, &err), 0);
+    CHECK_INT(n, 1000);          /* the kernel applied every op; only answers were lost */
+    free(svcs);
+    printf("  overrun: %zu answers received, %zu lost, in %.0f ms: %s\n", applied, lost,
+           t1 - t0, err.msg);
     ipvs_batch_release(&b);
 }
 
@@ -1062,6 +1147,19 @@ static bool vip_dest(const struct ipvs_service *s, struct ipvs_dest *out)
     return ok;
 }
 
+/* Poll the VIP's dest until its stats show at least `conns` connections and more than
+ * `inpkts` packets, up to ms. */
+static bool vip_dest_stats(const struct ipvs_service *s, struct ipvs_dest *out, uint64_t conns,
+                           uint64_t inpkts, int ms)
+{
+    for (int waited = 0; waited < ms; waited += 200) {
+        if (vip_dest(s, out) && out->stats.conns >= conns && out->stats.inpkts > inpkts)
+            return true;
+        usleep(200 * 1000);
+    }
+    return vip_dest(s, out) && false;
+}
+
 /* ActiveConn of dest `addr` in `ipvsadm -L -n`, or -1. */
 static int ipvsadm_active(const char *addr)
 {
@@ -1101,8 +1199,8 @@ static void test_edit_keeps_connection(void)
     cl = spawn_in_netns("cl", client_main);
     if (!CHECK_MSG(backend_grows(20, 20000), "no traffic reached the backend through the VIP"))
         goto out;
-    sleep(3);   /* stats are summed from per-CPU counters by a 2 s estimator */
-    if (!CHECK(vip_dest(&s, &d0)))
+    /* Stats are summed from per-CPU counters by a 2 s estimator: poll for them. */
+    if (!CHECK(vip_dest_stats(&s, &d0, 1, 3, 20000)))
         goto out;
     CHECK_INT(d0.active_conns, 1);
     CHECK_INT(ipvsadm_active("10.9.0.2:9000"), 1);
@@ -1117,8 +1215,7 @@ static void test_edit_keeps_connection(void)
         goto out;
     long before = backend_bytes();
     CHECK_MSG(backend_grows(before + 20, 20000), "the connection stopped after the edits");
-    sleep(3);
-    if (CHECK(vip_dest(&s, &d1))) {
+    if (CHECK(vip_dest_stats(&s, &d1, 2, d0.stats.inpkts, 20000))) {
         CHECK_INT(d1.weight, 0);
         CHECK_INT(d1.active_conns, 1);
         CHECK_INT(d1.stats.conns, 2);        /* the first one + the probe */
@@ -1128,7 +1225,8 @@ static void test_edit_keeps_connection(void)
     }
     CHECK_MSG(!new_connection_accepted(), "weight 0 must not take new connections");
     before = backend_bytes();
-    CHECK_MSG(backend_grows(before + 20, 20000), "the connection stopped after a new one was refused");
+    CHECK_MSG(backend_grows(before + 20, 20000),
+              "the connection stopped after a new one was refused");
     struct ipvs_service *svcs = NULL;
     size_t n = 0;
     struct ipvs_err err = { 0 };
@@ -1213,12 +1311,14 @@ int main(int argc, char **argv)
     check_run("add_mixed_matches_ipvsadm", test_add_mixed_matches_ipvsadm);
     check_run("dump_of_ipvsadm_rules", test_dump_of_ipvsadm_rules);
     check_run("edit_in_place", test_edit_in_place);
+    check_run("pe_set_and_cleared", test_pe_set_and_cleared);
     check_run("delete", test_delete);
     check_run("idempotent_outcomes", test_idempotent_outcomes);
     check_run("bad_op_fails_alone", test_bad_op_fails_alone);
     check_run("small_chunks", test_small_chunks);
     check_run("batch_2000", test_batch_2000);
     check_run("iface", test_iface);
+    check_run("overrun_reported", test_overrun_reported);
     check_run("fake_matches_kernel", test_fake_matches_kernel);
     check_run("edit_keeps_connection", test_edit_keeps_connection);
     if (conn)
