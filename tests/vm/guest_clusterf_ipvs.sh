@@ -41,12 +41,19 @@ stop_ipvs() {  # stop_ipvs [SIGNAL]
     IPVS_PID=
 }
 
-# The kernel table as `ipvsadm -L -n --sort` shows it, without its header, spaces squeezed.
-table() { ipvsadm -L -n --sort | tail -n +4 | sed 's/^ *//; s/[[:space:]][[:space:]]*/ /g; s/ $//'; }
+# canon: a listing with spaces squeezed, services sorted, each with its dests sorted under it
+# (ipvsadm --sort orders addresses by their bytes read as a host-order integer).
+canon() {
+    sed 's/^ *//; s/[[:space:]][[:space:]]*/ /g; s/ $//' | grep -v '^$' |
+        awk '/^->/ { print svc "|" $0; next } { svc = $0; print svc }' | sort | sed 's/^[^|]*|//'
+}
+
+# The kernel table as `ipvsadm -L -n` shows it, without its header, canonical.
+table() { ipvsadm -L -n | tail -n +4 | canon; }
 
 # expect NAME EXPECTED: wait up to 20 s for table() to equal EXPECTED (lines, '|' separated).
 expect() {
-    want=$(printf '%s\n' "$2" | tr '|' '\n' | sed 's/^ *//; s/ *$//' | grep -v '^$')
+    want=$(printf '%s\n' "$2" | tr '|' '\n' | canon)
     i=0
     while [ "$(table)" != "$want" ]; do
         i=$((i + 1))
@@ -179,7 +186,7 @@ scenario_restart() {
     expect "restart: before" "TCP 10.107.107.107:80 wlc|TCP 10.107.107.108:80 wlc|TCP 192.0.2.1:22 rr"
     stop_ipvs TERM
     check "restart: SIGTERM leaves the table as it is" \
-        test "$(table)" = "$(printf 'TCP 10.107.107.107:80 wlc\nTCP 10.107.107.108:80 wlc\nTCP 192.0.2.1:22 rr')"
+        test "$(table)" = "$(printf 'TCP 10.107.107.107:80 wlc\nTCP 10.107.107.108:80 wlc\nTCP 192.0.2.1:22 rr' | canon)"
     ec del --prefix /clusterf/services/old
     start_ipvs
     expect "restart: a service deleted while stopped is removed; foreign kept" \
