@@ -180,6 +180,7 @@ scenario_foreign_drift_invalid() {
 }
 
 scenario_restart() {
+    ec del --prefix /clusterf/services/web/backends
     ipvsadm -A -t 192.0.2.1:22 -s rr
     ec put /clusterf/services/web/frontend '{"ipv4":"10.107.107.107","tcp":80}'
     ec put /clusterf/services/old/frontend '{"ipv4":"10.107.107.108","tcp":80}'
