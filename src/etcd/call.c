@@ -52,7 +52,8 @@ static void set_details(struct unary_result *r, grpc_slice details, const char *
     }
 }
 
-/* One attempt on one channel: the six-op batch, waited for on a private pluck queue. */
+/* One attempt on one channel: the six-op batch, waited for on a private pluck queue. Kept in
+ * one piece (over the usual length) because every op's buffers live exactly this long. */
 static void unary_once(grpc_channel *ch, const char *method, const char *token,
                        int64_t timeout_ms, const uint8_t *req, size_t req_len,
                        struct unary_result *r)
