@@ -167,9 +167,10 @@ int etcd_unary(etcd_client *c, const char *method, const uint8_t *req, size_t re
                 return rc;
             continue;
         }
-        if (r.status == GRPC_STATUS_DEADLINE_EXCEEDED &&
-            grpc_channel_check_connectivity_state(ch, 0) != GRPC_CHANNEL_READY)
-            etcd_client_rotate(c, ep);  /* could not even connect: try another member next */
+        /* No answer in time: the member may be unreachable, or cut off from the leader (a
+         * linearizable call then waits for etcd's own 7 s timeout): use another one next. */
+        if (r.status == GRPC_STATUS_DEADLINE_EXCEEDED)
+            etcd_client_rotate(c, ep);
         if (r.status != GRPC_STATUS_UNAVAILABLE)
             return etcd_errno_of(r.status);
         etcd_client_rotate(c, ep);
