@@ -10,8 +10,8 @@
  *                    docker_backends; no I/O, no logging, warnings returned as strings.
  *
  * How the daemon uses it (level-triggered): docker_events_start(); on DOCKER_EVENT_CONNECTED
- * (the stream is open, so nothing after this point can be missed) list + inspect every running
- * container and write what docker_backends_from_container() says; on a container event inspect
+ * (the stream is open, so nothing after this point can be missed) list (label filter
+ * "<prefix>.service") + inspect every running container and write what docker_backends_from_container() says; on a container event inspect
  * that one container again (-ENOENT = gone); on DOCKER_EVENT_OVERFLOW re-list; on
  * DOCKER_EVENT_END (dockerd stopped or restarted, socket error) free the stream and start a new
  * one after a backoff (common/timeutil.h). Library code: it never logs and never exits. */
@@ -100,6 +100,7 @@ typedef struct docker_container {
  * when the body is not a JSON object with a valid "Id", -ENOMEM. */
 int docker_container_parse(const char *json, size_t len, docker_container **out,
                            docker_error *err);
+/* Free a container and everything in it; NULL is a no-op. */
 void docker_container_free(docker_container *c);
 
 /* The value of a label, or NULL. */
@@ -112,6 +113,7 @@ const docker_port *docker_container_port(const docker_container *c, uint16_t por
 /* The container's endpoint on network `name`, or NULL. */
 const docker_network *docker_container_network(const docker_container *c, const char *name);
 
+/* "none", "starting", "healthy", "unhealthy". */
 const char *docker_health_str(docker_health h);
 
 /* ---- Labels -> backends (pure) ---------------------------------------------------------- */
@@ -170,6 +172,7 @@ typedef struct docker_backends {
  * Returns 0 and *out (free with docker_backends_free), -EINVAL (no opts->hostname), -ENOMEM. */
 int docker_backends_from_container(const docker_container *c, const docker_backend_opts *opts,
                                    docker_backends **out);
+/* Free the list, its backends and warnings; NULL is a no-op. */
 void docker_backends_free(docker_backends *b);
 
 /* Write the backend name for (hostname, container id) into buf. Returns 0, -EINVAL (empty id),
@@ -178,11 +181,14 @@ int docker_backend_name(const char *hostname, const char *container_id, char *bu
 
 /* ---- API client ------------------------------------------------------------------------- */
 
+/* One connection's worth of state (a reused curl handle): use a client from one thread at a
+ * time. The events stream runs on its own thread and does not touch the client. */
 typedef struct docker_client docker_client;
 
 /* A client for `host`: "unix:///path/docker.sock" (NULL: DOCKER_DEFAULT_HOST) or
  * "tcp://host:port" (plain HTTP). Connects lazily. Returns 0, -EINVAL (bad host), -ENOMEM. */
 int docker_client_new(const char *host, docker_client **out, docker_error *err);
+/* Close the connection and free the client; NULL is a no-op. */
 void docker_client_free(docker_client *c);
 
 /* Timeout of one list/inspect request in ms (default 10000). */
@@ -197,10 +203,12 @@ int docker_ping(docker_client *c, docker_error *err);
  * (bad response), -EIO (HTTP error; err->msg has dockerd's message), -ENOMEM. */
 int docker_list_containers(docker_client *c, const char *label_filter, char ***ids_out,
                            docker_error *err);
+/* Free an id array from docker_list_containers; NULL is a no-op. */
 void docker_ids_free(char **ids);
 
 /* Inspect one container (id or name). Returns 0 and *out, -ENOENT when there is no such
- * container, or an error as for docker_list_containers. */
+ * container, -EPROTO when the body is not a container, or an error as for
+ * docker_list_containers. */
 int docker_inspect(docker_client *c, const char *id, docker_container **out, docker_error *err);
 
 /* ---- Events ----------------------------------------------------------------------------- */
@@ -250,6 +258,7 @@ int docker_events_next(docker_events *ev, docker_event *out);
 /* Stop the thread, close the stream and free everything. NULL is a no-op. */
 void docker_events_free(docker_events *ev);
 
+/* "start", "health_status", "network_connect", "end", ... for logs. */
 const char *docker_event_kind_str(docker_event_kind k);
 
 #endif

@@ -328,11 +328,8 @@ int docker_inspect(docker_client *c, const char *id, docker_container **out, doc
         goto out;
     }
     r = get(c, path, &b, err);
-    if (r == 0) {
-        r = docker_container_parse(b.data, b.len, out, err);
-        if (r == -EINVAL)
-            r = err ? (err->code = -EPROTO) : -EPROTO;
-    }
+    if (r == 0 && docker_container_parse(b.data, b.len, out, err) < 0)
+        r = docker_err_set(err, -EPROTO, "GET %s: bad inspect body", path);
 out:
     curl_free(esc);
     free(path);

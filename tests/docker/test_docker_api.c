@@ -137,8 +137,13 @@ static void test_list_and_inspect(void)
     CHECK_INT(docker_list_containers(c, L ".service", &ids, &err), 0);
     CHECK_MSG(ids_contain(ids, id), "labelled container %s not listed", id);
     CHECK_MSG(!ids_contain(ids, other), "unlabelled container listed with the label filter");
+    CHECK_INT(dockerd_harness_docker(H, NULL, 0, "pause plain >/dev/null"), 0);
     CHECK_INT(docker_list_containers(c, NULL, &all, &err), 0);
-    CHECK(ids_contain(all, id) && ids_contain(all, other));
+    CHECK_MSG(ids_contain(all, id) && ids_contain(all, other), "paused container not listed");
+    CHECK_INT(docker_inspect(c, "plain", &ct, &err), 0);
+    CHECK(ct && ct->state == DOCKER_STATE_PAUSED);
+    docker_container_free(ct);
+    ct = NULL;
 
     CHECK_INT(docker_inspect(c, id, &ct, &err), 0);
     if (!ct)
@@ -334,6 +339,32 @@ out:
 
 #define MANY 50
 
+/* List the labelled containers, inspect each and count their backends; -1 on error. */
+static size_t relist(docker_client *c)
+{
+    char **ids = NULL;
+    docker_error err = {0};
+    docker_backend_opts o = {.hostname = "testhost"};
+    size_t n_backends = 0, n_ids = 0, n_warned = 0;
+    if (!CHECK(docker_list_containers(c, L ".service", &ids, &err) == 0))
+        return (size_t)-1;
+    for (char **p = ids; *p; p++, n_ids++) {
+        docker_container *ct = NULL;
+        docker_backends *b = NULL;
+        if (CHECK(docker_inspect(c, *p, &ct, &err) == 0) &&
+            CHECK(docker_backends_from_container(ct, &o, &b) == 0)) {
+            n_backends += b->n;
+            n_warned += b->n_warnings > 0;
+        }
+        docker_backends_free(b);
+        docker_container_free(ct);
+    }
+    CHECK_INT(n_ids, MANY);
+    CHECK_INT(n_warned, 0);
+    docker_ids_free(ids);
+    return n_backends;
+}
+
 /* 50 containers started at once: every start is seen. */
 static void test_many_starts(void)
 {
@@ -348,7 +379,8 @@ static void test_many_starts(void)
         goto out;
     int64_t t0 = clock_now_ms();
     CHECK_INT(dockerd_harness_docker(H, out, sizeof(out), "ps -q >/dev/null; for i in $(seq %d); "
-              "do docker -H %s run -d --name many$i -l " L ".service=many %s sleep 600 & done; "
+              "do docker -H %s run -d --name many$i --expose 8080 -l " L ".service=many -l " L
+              ".backend.tcp=8080 %s sleep 600 & done; "
               "wait", MANY, H->host, H->image), 0);
     for (char *t = strtok(out, "\n"); t && n < MANY; t = strtok(NULL, "\n"))
         ids[n++] = t;
@@ -367,6 +399,12 @@ static void test_many_starts(void)
     }
     CHECK_INT(n_seen, n);
     printf("  %zu containers started, %zu start events seen in %lld ms\n", n, n_seen,
+           (long long)(clock_now_ms() - t0));
+    /* What the daemon does on CONNECTED: list, inspect each, compute its backends. */
+    t0 = clock_now_ms();
+    size_t n_backends = relist(c);
+    CHECK_INT(n_backends, MANY);
+    printf("  re-list of %zu containers (list + inspect + policy) took %lld ms\n", n,
            (long long)(clock_now_ms() - t0));
 out:
     if (H)

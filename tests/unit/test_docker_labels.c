@@ -5,6 +5,7 @@
 #include "docker/docker.h"
 
 #include <errno.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,12 +13,30 @@
 
 #define FIXTURES "tests/fixtures/docker/"
 
-/* Read a fixture; tests run from the repo root (scripts/run-tests does cd there). */
+/* Open a fixture from the repo root (scripts/run-tests runs there), else relative to the
+ * binary (<repo>/<build>/tests/unit/<binary>). */
+static FILE *open_fixture(const char *name, char *path, size_t size)
+{
+    char exe[512];
+    snprintf(path, size, FIXTURES "%s.json", name);
+    FILE *f = fopen(path, "rb");
+    ssize_t n = f ? 0 : readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *d = exe;
+        for (int i = 0; i < 4; i++)
+            d = dirname(d);
+        snprintf(path, size, "%s/" FIXTURES "%s.json", d, name);
+        f = fopen(path, "rb");
+    }
+    return f;
+}
+
+/* Read a fixture into a malloc'd NUL-terminated buffer. */
 static char *read_fixture(const char *name, size_t *len)
 {
-    char path[512];
-    snprintf(path, sizeof(path), FIXTURES "%s.json", name);
-    FILE *f = fopen(path, "rb");
+    char path[1024];
+    FILE *f = open_fixture(name, path, sizeof(path));
     if (!f) {
         check_fail(__FILE__, __LINE__, "cannot open %s (run from the repo root)", path);
         return NULL;
