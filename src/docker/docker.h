@@ -8,6 +8,8 @@
  *                    epoll loop through a queue + eventfd (docker_events_fd/next).
  *   docker_container.c + docker_labels.c  inspect JSON -> docker_container (a plain struct) ->
  *                    docker_backends; no I/O, no logging, warnings returned as strings.
+ *   docker_watch.c   the loop below, done: keeps the desired backends of this host and tells a
+ *                    docker_sink (the etcd writer) what to put and delete.
  *
  * How the daemon uses it (level-triggered): docker_events_start(); on DOCKER_EVENT_CONNECTED
  * (the stream is open, so nothing after this point can be missed) list (label filter
@@ -260,5 +262,59 @@ void docker_events_free(docker_events *ev);
 
 /* "start", "health_status", "network_connect", "end", ... for logs. */
 const char *docker_event_kind_str(docker_event_kind k);
+
+/* ---- Watch: Docker -> desired backends, for the etcd writer ---------------------------- */
+
+/* Where the backends go (clusterf-docker's etcd writer implements it). The watch calls these
+ * from docker_watch_dispatch() only, on the caller's thread. */
+typedef struct docker_sink {
+    void *ctx;
+    /* Backend b is new or its value changed: write <prefix>/services/<b->service>/backends/
+     * <b->name> = b->json. */
+    void (*put)(void *ctx, const docker_backend *b);
+    /* The backend is gone (container stopped, removed, label or port changed): delete it. */
+    void (*del)(void *ctx, const char *service, const char *name);
+    /* Tell the operator: a label warning (error=false) or a Docker API error (error=true). */
+    void (*notice)(void *ctx, bool error, const char *msg);
+} docker_sink;
+
+typedef struct docker_watch_opts {
+    const char *host;            /* NULL: DOCKER_DEFAULT_HOST */
+    docker_backend_opts backend; /* policy; backend.hostname is required */
+    int64_t backoff_min_ms;      /* reconnect backoff (0: 500 ms .. 30 s) */
+    int64_t backoff_max_ms;
+    int64_t resync_ms;           /* full re-list this often while connected (0: never) */
+    int64_t request_timeout_ms;  /* one list/inspect request (0: 10 s) */
+} docker_watch_opts;
+
+/* Keeps the desired backends of this Docker host: connects (and reconnects with backoff),
+ * re-lists on every (re)connect, on OVERFLOW and every resync_ms, re-inspects a container on
+ * each of its events (coalesced per dispatch), and tells the sink only what changed. When
+ * dockerd is unreachable the last known backends stay (containers may outlive dockerd with
+ * live-restore); the re-list after the reconnect converges. It never logs. */
+typedef struct docker_watch docker_watch;
+
+/* Copies what it needs from opts; the first connect happens in the first dispatch. Returns 0
+ * and *out, -EINVAL (bad opts: err says which), -ENOMEM, -errno (epoll, timerfd). */
+int docker_watch_new(const docker_watch_opts *opts, const docker_sink *sink, docker_watch **out,
+                     docker_error *err);
+
+/* One fd (an epoll set of its own) to add to the caller's epoll loop; when it is readable,
+ * call docker_watch_dispatch(). */
+int docker_watch_fd(const docker_watch *w);
+
+/* Do whatever is due: connect, read events, inspect, call the sink. Never blocks for long
+ * (list/inspect requests are bounded by request_timeout_ms). Returns 0 or -ENOMEM. */
+int docker_watch_dispatch(docker_watch *w);
+
+/* Is the events stream open and the last re-list done? */
+bool docker_watch_synced(const docker_watch *w);
+
+/* Call fn for every backend currently desired (e.g. to re-write all under a new lease). */
+void docker_watch_foreach(const docker_watch *w, void (*fn)(void *ctx, const docker_backend *b),
+                          void *ctx);
+
+/* Close the stream and free everything; does not delete any backend. NULL is a no-op. */
+void docker_watch_free(docker_watch *w);
 
 #endif
