@@ -29,8 +29,9 @@ INTEG_TESTS  := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/integration/te
 VM_TESTS     := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/vm/test_*.c)))
 # In-guest programs (tests/vm/guest_*.c), run by tests/vm/test_*.sh inside scripts/vm-run.
 VM_GUESTS    := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/vm/guest_*.c)))
+DOCKER_TESTS := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/docker/test_*.c)))
 BENCHES      := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/bench/bench_*.c)))
-TEST_BINS    := $(UNIT_TESTS) $(INTEG_TESTS) $(VM_TESTS)
+TEST_BINS    := $(UNIT_TESTS) $(INTEG_TESTS) $(VM_TESTS) $(DOCKER_TESTS)
 
 .PHONY: all test asan bench bench-ipvs proto check-generated fuzz fuzz-build demo clean tests
 .SECONDARY:
