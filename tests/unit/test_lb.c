@@ -293,6 +293,22 @@ static void test_sources_and_stale(void)
     config_store_free(s);
 }
 
+/* Found by fuzz_store: the same route value arriving from a second source moves the route in
+ * force to that source's slot; a later change of the first source must not leak through. */
+static void test_route_source_switch(void)
+{
+    config_store *s = new_store(false);
+    const char *gw = "{\"Prefix4\":\"10.7.0.0/24\",\"Gateway4\":\"10.9.9.9\",\"IpvsMethod\":\"masq\"}";
+    put(s, "services/w/frontend", "{\"ipv4\":\"10.0.0.1\",\"tcp\":80}");
+    put(s, "services/w/backends/a", "{\"ipv4\":\"10.7.0.1\",\"tcp\":2}");
+    put(s, "routes/g2", gw);
+    CHECK_TABLE(s, "w", "TCP 10.0.0.1:80 wlc flags=0x0 timeout=0 " NM4 " owner=w\n  -> 10.9.9.9:80 masq 10\n");
+    put_src(s, CONFIG_SOURCE_LOCAL, "routes/g2", gw);
+    put(s, "routes/g2", "{\"Prefix4\":\"10.7.0.0/24\"}");
+    CHECK_TABLE(s, "w", "TCP 10.0.0.1:80 wlc flags=0x0 timeout=0 " NM4 " owner=w\n  -> 10.9.9.9:80 masq 10\n");
+    config_store_free(s);
+}
+
 /* The same keys in two orders give the same table. */
 static void test_deterministic(void)
 {
@@ -413,6 +429,7 @@ int main(int argc, char **argv)
     check_run("merge_methods_and_cap", test_merge_methods_and_cap);
     check_run("conflicts", test_conflicts);
     check_run("sources_and_stale", test_sources_and_stale);
+    check_run("route_source_switch", test_route_source_switch);
     check_run("deterministic", test_deterministic);
     check_run("incremental_equals_full", test_incremental_equals_full);
     return check_end();
