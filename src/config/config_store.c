@@ -10,8 +10,9 @@
 #include <string.h>
 
 /* One source's view of one key. */
+/* One source's view of one key; allocated while the source holds the key (most keys come
+ * from one source only, so a node carries pointers, not three slots). */
 typedef struct cfg_slot {
-    bool present;   /* the source holds the key (valid or not) */
     bool has_value; /* value is valid: the current one, or the last one when stale */
     bool seen;      /* sync_begin/sync_end mark */
     int64_t revision;
@@ -28,7 +29,7 @@ typedef struct cfg_node {
     const char *name; /* backend or route name, inside key */
     cfg_svc *svc;     /* frontends and backends */
     size_t idx;       /* position in svc->backends or store->routes */
-    cfg_slot slot[CONFIG_SOURCE_COUNT];
+    cfg_slot *slot[CONFIG_SOURCE_COUNT]; /* NULL: the source does not hold the key */
 } cfg_node;
 
 struct cfg_svc {
@@ -82,7 +83,7 @@ static int grow(void **v, size_t *cap, size_t need, size_t elem)
 static int in_force(const config_store *s, const cfg_node *n)
 {
     for (int src = 0; src < CONFIG_SOURCE_COUNT; src++) {
-        if (!n->slot[src].has_value)
+        if (!n->slot[src] || !n->slot[src]->has_value)
             continue;
         if (n->kind == CONFIG_ROUTE && src == CONFIG_SOURCE_ETCD && s->opt.filter_etcd_routes)
             continue;
@@ -94,7 +95,7 @@ static int in_force(const config_store *s, const cfg_node *n)
 static const config_value *value_in_force(const config_store *s, const cfg_node *n)
 {
     int src = n ? in_force(s, n) : -1;
-    return src < 0 ? NULL : &n->slot[src].value;
+    return src < 0 ? NULL : &n->slot[src]->value;
 }
 
 void config_result_init(config_result *r)
@@ -128,8 +129,11 @@ config_store *config_store_new(const config_options *opts)
 
 static void node_free(cfg_node *n)
 {
-    for (int i = 0; i < CONFIG_SOURCE_COUNT; i++)
-        free(n->slot[i].error);
+    for (int i = 0; i < CONFIG_SOURCE_COUNT; i++) {
+        if (n->slot[i])
+            free(n->slot[i]->error);
+        free(n->slot[i]);
+    }
     free(n->key);
     free(n);
 }
@@ -268,7 +272,7 @@ fail:
 static void node_gc(config_store *s, cfg_node *n)
 {
     for (int i = 0; i < CONFIG_SOURCE_COUNT; i++)
-        if (n->slot[i].present)
+        if (n->slot[i])
             return;
     config_hash_del(&s->nodes, n->key, n->key_len);
     if (n->kind == CONFIG_ROUTE) {
@@ -363,18 +367,19 @@ static void snapshot(const config_store *s, const cfg_node *n, before *b)
 {
     b->src = in_force(s, n);
     if (b->src >= 0)
-        memcpy(&b->value, &n->slot[b->src].value, sizeof b->value);
+        memcpy(&b->value, &n->slot[b->src]->value, sizeof b->value);
 }
 
 /* After a slot changed: record what the change touched and update the indexes. */
 static int after_change(config_store *s, cfg_node *n, const before *b, config_result *out)
 {
     const config_value *now = value_in_force(s, n);
+    if (n->kind == CONFIG_ROUTE) /* the route list points at slots: rebuild it even when */
+        s->routes_dirty = true;  /* only the slot in force changed, not its value */
     if ((b->src < 0) == !now && (!now || memcmp(&b->value, now, sizeof *now) == 0))
         return 0;
     out->changed = true;
     if (n->kind == CONFIG_ROUTE) {
-        s->routes_dirty = true;
         out->all_services = true;
         return 0;
     }
@@ -400,13 +405,21 @@ static void slot_clear_error(config_store *s, cfg_slot *sl)
     }
 }
 
+/* The slot of src, allocated (empty) when the source did not hold the key; NULL on ENOMEM. */
+static cfg_slot *slot_get(cfg_node *n, int src)
+{
+    if (!n->slot[src])
+        n->slot[src] = calloc(1, sizeof *n->slot[src]);
+    return n->slot[src];
+}
+
 static int apply_delete(config_store *s, cfg_node *n, int src, config_result *out)
 {
     before b;
     snapshot(s, n, &b);
-    cfg_slot *sl = &n->slot[src];
-    slot_clear_error(s, sl);
-    memset(sl, 0, sizeof *sl);
+    slot_clear_error(s, n->slot[src]);
+    free(n->slot[src]);
+    n->slot[src] = NULL;
     int r = after_change(s, n, &b, out);
     node_gc(s, n);
     return r;
@@ -416,10 +429,14 @@ static int apply_valid(config_store *s, cfg_node *n, int src, const config_event
                        const config_value *v, config_result *out)
 {
     before b;
+    cfg_slot *sl = slot_get(n, src);
+    if (!sl) {
+        node_gc(s, n);
+        return -ENOMEM;
+    }
     snapshot(s, n, &b);
-    cfg_slot *sl = &n->slot[src];
     slot_clear_error(s, sl);
-    sl->present = sl->has_value = sl->seen = true;
+    sl->has_value = sl->seen = true;
     sl->revision = ev->revision;
     memcpy(&sl->value, v, sizeof sl->value);
     return after_change(s, n, &b, out);
@@ -428,9 +445,13 @@ static int apply_valid(config_store *s, cfg_node *n, int src, const config_event
 static int apply_invalid(config_store *s, cfg_node *n, int src, const config_event *ev,
                          const char *msg, config_result *out)
 {
-    cfg_slot *sl = &n->slot[src];
-    char *copy = strdup(msg);
+    cfg_slot *sl = slot_get(n, src);
+    char *copy = sl ? strdup(msg) : NULL;
     if (!copy) {
+        if (sl && !sl->has_value && !sl->error) {
+            free(sl);
+            n->slot[src] = NULL;
+        }
         node_gc(s, n);
         return -ENOMEM;
     }
@@ -438,7 +459,7 @@ static int apply_invalid(config_store *s, cfg_node *n, int src, const config_eve
     slot_clear_error(s, sl);
     sl->error = copy;
     s->n_invalid++;
-    sl->present = sl->seen = true;
+    sl->seen = true;
     sl->revision = ev->revision;
     out->invalid = true;
     out->stale = sl->has_value;
@@ -473,7 +494,7 @@ int config_store_apply(config_store *s, const config_event *ev, config_result *o
     cfg_node *n = config_hash_get(&s->nodes, key, len);
     int r;
     if (ev->is_delete) {
-        r = n && n->slot[ev->source].present ? apply_delete(s, n, ev->source, out) : 0;
+        r = n && n->slot[ev->source] ? apply_delete(s, n, ev->source, out) : 0;
     } else {
         config_value v;
         r = config_parse_value(&k, ev->value, ev->value_len, &s->opt.defaults, &v,
@@ -495,8 +516,11 @@ int config_store_sync_begin(config_store *s, enum config_source src)
     config_hent *e = NULL;
     if ((unsigned)src >= CONFIG_SOURCE_COUNT)
         return -EINVAL;
-    while (config_hash_next(&s->nodes, &pos, &e))
-        ((cfg_node *)e->val)->slot[src].seen = false;
+    while (config_hash_next(&s->nodes, &pos, &e)) {
+        cfg_slot *sl = ((cfg_node *)e->val)->slot[src];
+        if (sl)
+            sl->seen = false;
+    }
     return 0;
 }
 
@@ -511,7 +535,7 @@ int config_store_sync_end(config_store *s, enum config_source src, config_result
         return -EINVAL;
     while (r == 0 && config_hash_next(&s->nodes, &pos, &e)) {
         cfg_node *node = e->val;
-        if (node->slot[src].present && !node->slot[src].seen &&
+        if (node->slot[src] && !node->slot[src]->seen &&
             (r = grow((void **)&gone, &cap, n + 1, sizeof *gone)) == 0)
             gone[n++] = node;
     }
@@ -622,8 +646,8 @@ static int entry_emit(config_store *s, const cfg_node *n, config_entry_fn fn, vo
 {
     int force = in_force(s, n);
     for (int src = 0; src < CONFIG_SOURCE_COUNT; src++) {
-        const cfg_slot *sl = &n->slot[src];
-        if (!sl->present)
+        const cfg_slot *sl = n->slot[src];
+        if (!sl)
             continue;
         config_entry e = {
             .key = n->key, .kind = n->kind, .source = (enum config_source)src,
