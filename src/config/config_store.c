@@ -51,9 +51,9 @@ typedef struct svckey_owners {
 
 struct config_store {
     config_options opt;
-    config_hash nodes;  /* key -> cfg_node */
-    config_hash svcs;   /* name -> cfg_svc */
-    config_hash owners; /* config_svckey -> svckey_owners */
+    bytemap nodes;  /* key -> cfg_node */
+    bytemap svcs;   /* name -> cfg_svc */
+    bytemap owners; /* config_svckey -> svckey_owners */
     cfg_node **routes;
     size_t n_routes, cap_routes;
     config_route_ref *eff; /* routes in force, sorted; rebuilt when dirty */
@@ -143,25 +143,25 @@ void config_store_free(config_store *s)
     if (!s)
         return;
     size_t pos = 0;
-    config_hent *e = NULL;
-    while (config_hash_next(&s->nodes, &pos, &e))
+    bytemap_entry *e = NULL;
+    while (bytemap_next(&s->nodes, &pos, &e))
         node_free(e->val);
     pos = 0, e = NULL;
-    while (config_hash_next(&s->svcs, &pos, &e)) {
+    while (bytemap_next(&s->svcs, &pos, &e)) {
         cfg_svc *svc = e->val;
         free(svc->backends);
         free(svc->name);
         free(svc);
     }
     pos = 0, e = NULL;
-    while (config_hash_next(&s->owners, &pos, &e)) {
+    while (bytemap_next(&s->owners, &pos, &e)) {
         svckey_owners *o = e->val;
         free(o->v);
         free(o);
     }
-    config_hash_clear(&s->nodes);
-    config_hash_clear(&s->svcs);
-    config_hash_clear(&s->owners);
+    bytemap_clear(&s->nodes);
+    bytemap_clear(&s->svcs);
+    bytemap_clear(&s->owners);
     free(s->routes);
     free(s->eff);
     free(s);
@@ -186,12 +186,12 @@ size_t config_store_service_count(const config_store *s)
 
 static cfg_svc *svc_get(config_store *s, const char *name)
 {
-    cfg_svc *svc = config_hash_get(&s->svcs, name, strlen(name));
+    cfg_svc *svc = bytemap_get(&s->svcs, name, strlen(name));
     if (svc)
         return svc;
     svc = calloc(1, sizeof *svc);
     if (!svc || !(svc->name = strdup(name)) ||
-        config_hash_put(&s->svcs, svc->name, strlen(svc->name), svc) < 0) {
+        bytemap_put(&s->svcs, svc->name, strlen(svc->name), svc) < 0) {
         if (svc)
             free(svc->name);
         free(svc);
@@ -204,7 +204,7 @@ static void svc_gc(config_store *s, cfg_svc *svc)
 {
     if (svc->frontend || svc->n_backends)
         return;
-    config_hash_del(&s->svcs, svc->name, strlen(svc->name));
+    bytemap_del(&s->svcs, svc->name, strlen(svc->name));
     free(svc->backends);
     free(svc->name);
     free(svc);
@@ -250,7 +250,7 @@ static cfg_node *node_new(config_store *s, const config_key *k, const char *key,
     n->name = n->key + len - strlen(k->name);
     if (node_attach(s, n, k) < 0)
         goto fail;
-    if (config_hash_put(&s->nodes, n->key, len, n) == 0)
+    if (bytemap_put(&s->nodes, n->key, len, n) == 0)
         return n;
     /* Detach again: the node is the last one appended. */
     if (n->kind == CONFIG_ROUTE)
@@ -274,7 +274,7 @@ static void node_gc(config_store *s, cfg_node *n)
     for (int i = 0; i < CONFIG_SOURCE_COUNT; i++)
         if (n->slot[i])
             return;
-    config_hash_del(&s->nodes, n->key, n->key_len);
+    bytemap_del(&s->nodes, n->key, n->key_len);
     if (n->kind == CONFIG_ROUTE) {
         s->routes[n->idx] = s->routes[--s->n_routes];
         s->routes[n->idx]->idx = n->idx;
@@ -296,7 +296,7 @@ static void node_gc(config_store *s, cfg_node *n)
 static int owners_touch(config_store *s, const cfg_svc *svc, config_result *out)
 {
     for (int i = 0; i < svc->n_keys; i++) {
-        svckey_owners *o = config_hash_get(&s->owners, &svc->keys[i], sizeof svc->keys[i]);
+        svckey_owners *o = bytemap_get(&s->owners, &svc->keys[i], sizeof svc->keys[i]);
         for (size_t j = 0; o && j < o->n; j++)
             if (config_strs_push(&out->services, o->v[j]->name) < 0)
                 return -ENOMEM;
@@ -307,7 +307,7 @@ static int owners_touch(config_store *s, const cfg_svc *svc, config_result *out)
 static void owners_remove(config_store *s, cfg_svc *svc)
 {
     for (int i = 0; i < svc->n_keys; i++) {
-        svckey_owners *o = config_hash_get(&s->owners, &svc->keys[i], sizeof svc->keys[i]);
+        svckey_owners *o = bytemap_get(&s->owners, &svc->keys[i], sizeof svc->keys[i]);
         for (size_t j = 0; o && j < o->n; j++) {
             if (o->v[j] == svc) {
                 o->v[j] = o->v[--o->n];
@@ -315,7 +315,7 @@ static void owners_remove(config_store *s, cfg_svc *svc)
             }
         }
         if (o && o->n == 0) {
-            config_hash_del(&s->owners, &o->key, sizeof o->key);
+            bytemap_del(&s->owners, &o->key, sizeof o->key);
             free(o->v);
             free(o);
         }
@@ -325,12 +325,12 @@ static void owners_remove(config_store *s, cfg_svc *svc)
 
 static int owners_add_one(config_store *s, cfg_svc *svc, const config_svckey *k)
 {
-    svckey_owners *o = config_hash_get(&s->owners, k, sizeof *k);
+    svckey_owners *o = bytemap_get(&s->owners, k, sizeof *k);
     if (!o) {
         if (!(o = calloc(1, sizeof *o)))
             return -ENOMEM;
         o->key = *k;
-        if (config_hash_put(&s->owners, &o->key, sizeof o->key, o) < 0) {
+        if (bytemap_put(&s->owners, &o->key, sizeof o->key, o) < 0) {
             free(o);
             return -ENOMEM;
         }
@@ -491,7 +491,7 @@ int config_store_apply(config_store *s, const config_event *ev, config_result *o
         return config_strs_push(&out->warnings, ev->key ? e.msg : "(null key): unknown key, ignored");
     const char *key = ev->key + (ev->key[0] == '/');
     size_t len = ev->key_len - (ev->key[0] == '/');
-    cfg_node *n = config_hash_get(&s->nodes, key, len);
+    cfg_node *n = bytemap_get(&s->nodes, key, len);
     int r;
     if (ev->is_delete) {
         r = n && n->slot[ev->source] ? apply_delete(s, n, ev->source, out) : 0;
@@ -513,10 +513,10 @@ int config_store_apply(config_store *s, const config_event *ev, config_result *o
 int config_store_sync_begin(config_store *s, enum config_source src)
 {
     size_t pos = 0;
-    config_hent *e = NULL;
+    bytemap_entry *e = NULL;
     if ((unsigned)src >= CONFIG_SOURCE_COUNT)
         return -EINVAL;
-    while (config_hash_next(&s->nodes, &pos, &e)) {
+    while (bytemap_next(&s->nodes, &pos, &e)) {
         cfg_slot *sl = ((cfg_node *)e->val)->slot[src];
         if (sl)
             sl->seen = false;
@@ -527,13 +527,13 @@ int config_store_sync_begin(config_store *s, enum config_source src)
 int config_store_sync_end(config_store *s, enum config_source src, config_result *out)
 {
     size_t pos = 0, n = 0, cap = 0;
-    config_hent *e = NULL;
+    bytemap_entry *e = NULL;
     cfg_node **gone = NULL;
     int r = 0;
     result_reset(out);
     if ((unsigned)src >= CONFIG_SOURCE_COUNT)
         return -EINVAL;
-    while (r == 0 && config_hash_next(&s->nodes, &pos, &e)) {
+    while (r == 0 && bytemap_next(&s->nodes, &pos, &e)) {
         cfg_node *node = e->val;
         if (node->slot[src] && !node->slot[src]->seen &&
             (r = grow((void **)&gone, &cap, n + 1, sizeof *gone)) == 0)
@@ -550,7 +550,7 @@ int config_store_sync_end(config_store *s, enum config_source src, config_result
 
 const config_frontend *config_store_frontend(const config_store *s, const char *service)
 {
-    const cfg_svc *svc = config_hash_get(&s->svcs, service, strlen(service));
+    const cfg_svc *svc = bytemap_get(&s->svcs, service, strlen(service));
     const config_value *v = svc ? value_in_force(s, svc->frontend) : NULL;
     return v ? &v->u.frontend : NULL;
 }
@@ -563,7 +563,7 @@ static int node_name_cmp(const void *a, const void *b)
 int config_store_foreach_backend(config_store *s, const char *service, config_backend_fn fn,
                                  void *ctx)
 {
-    cfg_svc *svc = config_hash_get(&s->svcs, service, strlen(service));
+    cfg_svc *svc = bytemap_get(&s->svcs, service, strlen(service));
     if (!svc)
         return 0;
     if (!svc->sorted) {
@@ -585,8 +585,8 @@ int config_store_foreach_backend(config_store *s, const char *service, config_ba
 int config_store_foreach_service(config_store *s, config_service_fn fn, void *ctx)
 {
     size_t pos = 0;
-    config_hent *e = NULL;
-    while (config_hash_next(&s->svcs, &pos, &e)) {
+    bytemap_entry *e = NULL;
+    while (bytemap_next(&s->svcs, &pos, &e)) {
         cfg_svc *svc = e->val;
         int r = value_in_force(s, svc->frontend) ? fn(svc->name, ctx) : 0;
         if (r)
@@ -598,7 +598,7 @@ int config_store_foreach_service(config_store *s, config_service_fn fn, void *ct
 const char *config_store_svckey_owner(const config_store *s, const config_svckey *key)
 {
     config_svckey k = *key;
-    const svckey_owners *o = config_hash_get(&s->owners, &k, sizeof k);
+    const svckey_owners *o = bytemap_get(&s->owners, &k, sizeof k);
     const char *best = NULL;
     for (size_t i = 0; o && i < o->n; i++)
         if (!best || strcmp(o->v[i]->name, best) < 0)
@@ -664,11 +664,11 @@ static int entry_emit(config_store *s, const cfg_node *n, config_entry_fn fn, vo
 int config_store_foreach_entry(config_store *s, config_entry_fn fn, void *ctx)
 {
     size_t pos = 0, n = 0;
-    config_hent *e = NULL;
+    bytemap_entry *e = NULL;
     cfg_node **all = malloc((s->nodes.n ? s->nodes.n : 1) * sizeof *all);
     if (!all)
         return -ENOMEM;
-    while (config_hash_next(&s->nodes, &pos, &e))
+    while (bytemap_next(&s->nodes, &pos, &e))
         all[n++] = e->val;
     qsort(all, n, sizeof *all, node_key_cmp);
     int r = 0;
