@@ -2,6 +2,7 @@
  * beats advertised beats etcd; -filter-etcd-routes), and what each event touched. Indexes:
  * key -> node, service -> its nodes, IPVS service key -> the services producing it, so one
  * event costs O(the services it touches). No I/O. */
+#include "common/vec.h"
 #include "config/config_int.h"
 
 #include <errno.h>
@@ -64,20 +65,6 @@ struct config_store {
 
 /* ---- small helpers ---- */
 
-static int grow(void **v, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 0;
-    size_t cap2 = *cap ? *cap * 2 : 4;
-    while (cap2 < need)
-        cap2 *= 2;
-    void *p = realloc(*v, cap2 * elem);
-    if (!p)
-        return -ENOMEM;
-    *v = p;
-    *cap = cap2;
-    return 0;
-}
 
 /* The source whose value is in force for node, or -1. */
 static int in_force(const config_store *s, const cfg_node *n)
@@ -214,7 +201,7 @@ static void svc_gc(config_store *s, cfg_svc *svc)
 static int node_attach(config_store *s, cfg_node *n, const config_key *k)
 {
     if (n->kind == CONFIG_ROUTE) {
-        if (grow((void **)&s->routes, &s->cap_routes, s->n_routes + 1, sizeof *s->routes) < 0)
+        if (vec_grow((void **)&s->routes, &s->cap_routes, s->n_routes + 1, sizeof *s->routes) < 0)
             return -ENOMEM;
         n->idx = s->n_routes;
         s->routes[s->n_routes++] = n;
@@ -228,7 +215,7 @@ static int node_attach(config_store *s, cfg_node *n, const config_key *k)
         svc->frontend = n;
         return 0;
     }
-    if (grow((void **)&svc->backends, &svc->cap, svc->n_backends + 1, sizeof *svc->backends) < 0) {
+    if (vec_grow((void **)&svc->backends, &svc->cap, svc->n_backends + 1, sizeof *svc->backends) < 0) {
         svc_gc(s, svc);
         return -ENOMEM;
     }
@@ -335,7 +322,7 @@ static int owners_add_one(config_store *s, cfg_svc *svc, const config_svckey *k)
             return -ENOMEM;
         }
     }
-    if (grow((void **)&o->v, &o->cap, o->n + 1, sizeof *o->v) < 0)
+    if (vec_grow((void **)&o->v, &o->cap, o->n + 1, sizeof *o->v) < 0)
         return -ENOMEM;
     o->v[o->n++] = svc;
     return 0;
@@ -536,7 +523,7 @@ int config_store_sync_end(config_store *s, enum config_source src, config_result
     while (r == 0 && bytemap_next(&s->nodes, &pos, &e)) {
         cfg_node *node = e->val;
         if (node->slot[src] && !node->slot[src]->seen &&
-            (r = grow((void **)&gone, &cap, n + 1, sizeof *gone)) == 0)
+            (r = vec_grow((void **)&gone, &cap, n + 1, sizeof *gone)) == 0)
             gone[n++] = node;
     }
     for (size_t i = 0; r == 0 && i < n; i++)
