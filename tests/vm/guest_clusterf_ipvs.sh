@@ -195,6 +195,22 @@ scenario_restart() {
     ipvsadm -D -t 192.0.2.1:22
 }
 
+scenario_sighup() {
+    stop_ipvs
+    ec put /clusterf/services/web/frontend '{"ipv4":"10.107.107.107","tcp":80}'
+    starts=$(grep -c 'msg="etcd read"' $LOG)
+    start_ipvs --resync-interval=0
+    wait_for "sighup: the daemon has read etcd" 20 sh -c "[ \$(grep -c 'msg=\"etcd read\"' $LOG) -gt $starts ]"
+    expect "sighup: before" "TCP 10.107.107.107:80 wlc"
+    ipvsadm -D -t 10.107.107.107:80
+    sleep 1
+    check "sighup: no periodic resync with --resync-interval=0" sh -c '! ipvsadm -L -n | grep -q 10.107.107.107:80'
+    kill -HUP $IPVS_PID
+    expect "sighup: SIGHUP repairs at once" "TCP 10.107.107.107:80 wlc"
+    stop_ipvs
+    start_ipvs
+}
+
 scenario_etcd_restart() {
     ec put /clusterf/services/web/frontend '{"ipv4":"10.107.107.107","tcp":80}'
     ec put /clusterf/services/web/backends/a '{"ipv4":"10.3.1.1","tcp":8080}'
@@ -310,12 +326,13 @@ scenario_packets() {
 
 start_etcd || { echo "guest_clusterf_ipvs: 0 passed, 1 failed, 0 skipped"; exit 1; }
 start_ipvs
-for s in seed routes families foreign_drift_invalid restart etcd_restart local_tree advertise packets; do
+for s in seed routes families foreign_drift_invalid restart sighup etcd_restart local_tree advertise packets; do
     want "$s" || continue
     echo "== $s"
     case $s in
         seed) scenario_seed;; routes) scenario_routes;; families) scenario_families;;
         foreign_drift_invalid) scenario_foreign_drift_invalid;; restart) scenario_restart;;
+        sighup) scenario_sighup;;
         etcd_restart) scenario_etcd_restart;; local_tree) scenario_local_tree;;
         advertise) scenario_advertise;; packets) scenario_packets;;
     esac
