@@ -211,10 +211,10 @@ static int diff_service(reconcile *r, const lb_service *s, struct ipvs_batch *op
         rc = -ENOMEM;
     for (size_t i = 0; rc == 0 && i < s->n_dests; i++)
         reconcile_lb_to_ipvs_dest(&s->dests[i], &want[i]);
-    if (rc == 0) {
+    if (rc == 0 && s->n_dests)
         qsort_r(want, s->n_dests, sizeof *want, dest_sort_cmp, &svc);
+    if (rc == 0)
         rc = diff_dests(&svc, m, want, s->n_dests, ops);
-    }
     free(want);
     return rc;
 }
