@@ -1,0 +1,269 @@
+/* lease.c -- etcd_lease: grant, keep alive at TTL/3 on the LeaseKeepAlive stream, revoke.
+ *
+ * Grant and revoke are unary calls on the caller's thread; the keep-alive runs on the client
+ * thread. The lease counts as lost when etcd answers TTL <= 0 or when no keep-alive succeeded
+ * within the TTL; the loss is signalled on an eventfd so the owner can re-grant and re-put. */
+#include "etcd/internal.h"
+#include "etcd/etcdserver/etcdserverpb/rpc.pb-c.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define KEEPALIVE_METHOD "/etcdserverpb.Lease/LeaseKeepAlive"
+
+/* LeaseGrant: returns 0 with the ID and granted TTL, or -errno. */
+static int grant(etcd_client *c, int64_t ttl, int64_t *id, int64_t *granted, etcd_error *err)
+{
+    Etcdserverpb__LeaseGrantRequest req = ETCDSERVERPB__LEASE_GRANT_REQUEST__INIT;
+    req.ttl = ttl;
+    uint8_t buf[32], *resp = NULL;
+    size_t len = etcdserverpb__lease_grant_request__pack(&req, buf), resp_len = 0;
+    int rc = etcd_unary(c, "/etcdserverpb.Lease/LeaseGrant", buf, len, ETCD_RETRY_ALWAYS, true,
+                        &resp, &resp_len, err);
+    if (rc < 0)
+        return rc;
+    Etcdserverpb__LeaseGrantResponse *r = etcdserverpb__lease_grant_response__unpack(NULL, resp_len, resp);
+    free(resp);
+    rc = 0;
+    if (!r || r->id == 0 || r->ttl <= 0 || (r->error && *r->error)) {
+        etcd_err_set(err, ETCD_ERR_LOCAL, NULL, "lease grant refused: %s",
+                     r && r->error && *r->error ? r->error : "no lease in the answer");
+        rc = -EPROTO;
+    } else {
+        *id = r->id;
+        *granted = r->ttl;
+    }
+    etcdserverpb__lease_grant_response__free_unpacked(r, NULL);
+    return rc;
+}
+
+/* Mark the lease lost and wake the owner (client thread). */
+static void lose(etcd_lease *l, const char *why)
+{
+    l->klost = true;
+    log_info("msg=\"etcd lease lost\" lease=%llx reason=\"%s\"", (unsigned long long)l->kid, why);
+    pthread_mutex_lock(&l->c->mu);
+    if (l->gen == l->kgen) {
+        uint64_t one = 1;
+        l->lost = true;
+        if (write(l->efd, &one, sizeof one) < 0) {
+            /* EAGAIN: already readable */
+        }
+    }
+    pthread_mutex_unlock(&l->c->mu);
+}
+
+static void on_message(void *owner, const uint8_t *buf, size_t len)
+{
+    etcd_lease *l = owner;
+    Etcdserverpb__LeaseKeepAliveResponse *r =
+        etcdserverpb__lease_keep_alive_response__unpack(NULL, len, buf);
+    if (!r)
+        return;
+    if (r->id == l->kid && !l->klost) {
+        if (r->ttl <= 0) {
+            lose(l, "etcd answered TTL 0 (expired or revoked)");
+        } else {
+            l->last_ok = l->sent_at;
+            l->kttl = r->ttl;
+            backoff_reset(&l->bo);
+        }
+    }
+    etcdserverpb__lease_keep_alive_response__free_unpacked(r, NULL);
+}
+
+static void on_closed(void *owner, int code, const char *details)
+{
+    etcd_lease *l = owner;
+    if (l->closing)
+        return;
+    if (code == GRPC_STATUS_UNAVAILABLE)
+        etcd_client_rotate(l->c, l->st.ep);
+    l->need_auth = etcd_auth_error(code, details);
+    int64_t delay = backoff_next(&l->bo);
+    l->retry_at = clock_now_ms() + delay;
+    log_info("msg=\"etcd lease keep-alive stream closed\" endpoint=%s code=%s error=\"%.120s\" retry_ms=%lld",
+             l->c->eps[l->st.ep].url, etcd_code_name(code), details, (long long)delay);
+}
+
+/* Send one keep-alive when it is due; returns when the next one is due. */
+static int64_t keepalive(etcd_lease *l, int64_t now)
+{
+    if (!etcd_stream_active(&l->st)) {
+        if (now < l->retry_at)
+            return l->retry_at;
+        etcd_error err = {0};
+        bool refresh = l->need_auth;
+        l->need_auth = false;
+        l->closing = false;
+        if (etcd_stream_open(&l->st, refresh, &err) < 0) {
+            l->retry_at = now + backoff_next(&l->bo);
+            return l->retry_at;
+        }
+    }
+    if (now < l->next_send)
+        return l->next_send;
+    Etcdserverpb__LeaseKeepAliveRequest req = ETCDSERVERPB__LEASE_KEEP_ALIVE_REQUEST__INIT;
+    req.id = l->kid;
+    uint8_t buf[16];
+    size_t len = etcdserverpb__lease_keep_alive_request__pack(&req, buf);
+    int rc = etcd_stream_send(&l->st, buf, len);
+    if (rc == 0) {
+        l->sent_at = now;
+        int64_t every = l->kttl * 1000 / 3;
+        l->next_send = now + (every < 500 ? 500 : every);
+    } else {
+        l->next_send = now + 100;
+    }
+    return l->next_send;
+}
+
+int64_t etcd_lease_tick(etcd_lease *l, int64_t now)
+{
+    pthread_mutex_lock(&l->c->mu);
+    bool free_req = l->free_req;
+    uint64_t gen = l->gen;
+    int64_t id = l->id, ttl = l->ttl, at = l->granted_at;
+    pthread_mutex_unlock(&l->c->mu);
+    if (free_req) {
+        l->closing = true;
+        etcd_stream_cancel(&l->st);
+        return INT64_MAX;
+    }
+    if (gen != l->kgen) {  /* new lease (first or re-granted) */
+        l->kgen = gen;
+        l->kid = id;
+        l->kttl = ttl;
+        l->last_ok = at;
+        l->klost = false;
+        l->next_send = at + ttl * 1000 / 3;
+    }
+    if (l->klost)
+        return INT64_MAX;
+    if (now - l->last_ok > l->kttl * 1000) {
+        lose(l, "no keep-alive answer within the TTL");
+        return INT64_MAX;
+    }
+    int64_t due = keepalive(l, now);
+    int64_t expiry = l->last_ok + l->kttl * 1000 + 1;
+    return due < expiry ? due : expiry;
+}
+
+bool etcd_lease_done(etcd_lease *l)
+{
+    return l->free_req && !etcd_stream_active(&l->st);
+}
+
+int etcd_lease_new(etcd_client *c, int64_t ttl_s, etcd_lease **out, etcd_error *err)
+{
+    *out = NULL;
+    int64_t t0 = clock_now_ms(), id = 0, granted = 0;
+    int rc = grant(c, ttl_s, &id, &granted, err);
+    if (rc < 0)
+        return rc;
+    etcd_lease *l = calloc(1, sizeof *l);
+    if (!l || (l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+        etcd_err_set(err, ETCD_ERR_LOCAL, NULL, "cannot create lease: %s", strerror(errno));
+        free(l);
+        return -ENOMEM;
+    }
+    l->c = c;
+    l->id = id;
+    l->ttl = granted;
+    l->req_ttl = ttl_s;
+    l->granted_at = t0;
+    l->gen = 1;
+    backoff_init(&l->bo, 100, 2000);
+    etcd_stream_init(&l->st, c, KEEPALIVE_METHOD, l, on_message, on_closed);
+    pthread_mutex_lock(&c->mu);
+    l->next = c->leases;
+    c->leases = l;
+    pthread_mutex_unlock(&c->mu);
+    *out = l;
+    return 0;
+}
+
+int64_t etcd_lease_id(etcd_lease *l)
+{
+    pthread_mutex_lock(&l->c->mu);
+    int64_t id = l->id;
+    pthread_mutex_unlock(&l->c->mu);
+    return id;
+}
+
+int64_t etcd_lease_ttl(etcd_lease *l)
+{
+    pthread_mutex_lock(&l->c->mu);
+    int64_t ttl = l->ttl;
+    pthread_mutex_unlock(&l->c->mu);
+    return ttl;
+}
+
+int etcd_lease_fd(const etcd_lease *l)
+{
+    return l->efd;
+}
+
+bool etcd_lease_lost(etcd_lease *l)
+{
+    uint64_t v;
+    pthread_mutex_lock(&l->c->mu);
+    if (read(l->efd, &v, sizeof v) < 0) {
+        /* EAGAIN: not signalled */
+    }
+    bool lost = l->lost;
+    pthread_mutex_unlock(&l->c->mu);
+    return lost;
+}
+
+int etcd_lease_regrant(etcd_lease *l, etcd_error *err)
+{
+    if (l->detached) {
+        etcd_err_set(err, ETCD_ERR_LOCAL, NULL, "lease was revoked");
+        return -EINVAL;
+    }
+    int64_t t0 = clock_now_ms(), id = 0, granted = 0;
+    int rc = grant(l->c, l->req_ttl, &id, &granted, err);
+    if (rc < 0)
+        return rc;
+    uint64_t v;
+    pthread_mutex_lock(&l->c->mu);
+    l->id = id;
+    l->ttl = granted;
+    l->granted_at = t0;
+    l->gen++;
+    l->lost = false;
+    if (read(l->efd, &v, sizeof v) < 0) {
+        /* EAGAIN: not signalled */
+    }
+    pthread_mutex_unlock(&l->c->mu);
+    return 0;
+}
+
+int etcd_lease_revoke(etcd_lease *l, etcd_error *err)
+{
+    if (!l->detached)
+        etcd_client_detach(l->c, &l->free_req, &l->detached);
+    Etcdserverpb__LeaseRevokeRequest req = ETCDSERVERPB__LEASE_REVOKE_REQUEST__INIT;
+    req.id = etcd_lease_id(l);
+    uint8_t buf[16], *resp = NULL;
+    size_t len = etcdserverpb__lease_revoke_request__pack(&req, buf), resp_len = 0;
+    int rc = etcd_unary(l->c, "/etcdserverpb.Lease/LeaseRevoke", buf, len, ETCD_RETRY_ALWAYS, true,
+                        &resp, &resp_len, err);
+    free(resp);
+    return rc;
+}
+
+void etcd_lease_free(etcd_lease *l)
+{
+    if (!l)
+        return;
+    if (!l->detached)
+        etcd_client_detach(l->c, &l->free_req, &l->detached);
+    close(l->efd);
+    free(l);
+}

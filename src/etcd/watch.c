@@ -1,0 +1,402 @@
+/* watch.c -- etcd_watch: a prefix watch that resumes by itself and hands events over through
+ * an eventfd.
+ *
+ * The stream runs on the client thread. Events are delivered only from complete responses
+ * (fragments are joined first), and the resume point is the last delivered mod_revision + 1,
+ * so a broken stream or an etcd restart loses and repeats nothing. Event-less responses
+ * (progress) never move the resume point. A compaction stops the watch until a restart. */
+#include "etcd/internal.h"
+#include "etcd/etcdserver/etcdserverpb/rpc.pb-c.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define WATCH_METHOD "/etcdserverpb.Watch/Watch"
+
+static void on_message(void *owner, const uint8_t *buf, size_t len);
+static void on_closed(void *owner, int code, const char *details);
+
+/* Copy an mvccpb.KeyValue: key and value share one block, each NUL-terminated. */
+static int copy_kv(const Mvccpb__KeyValue *src, etcd_kv *dst)
+{
+    size_t kl = src->key.len, vl = src->value.len;
+    uint8_t *blk = malloc(kl + vl + 2);
+    if (!blk)
+        return -ENOMEM;
+    if (kl)
+        memcpy(blk, src->key.data, kl);
+    blk[kl] = '\0';
+    if (vl)
+        memcpy(blk + kl + 1, src->value.data, vl);
+    blk[kl + 1 + vl] = '\0';
+    *dst = (etcd_kv){blk, kl, blk + kl + 1, vl, src->create_revision, src->mod_revision,
+                     src->version, src->lease};
+    return 0;
+}
+
+static void free_events(etcd_event *ev, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free((void *)ev[i].kv.key);
+    free(ev);
+}
+
+void etcd_watch_batch_free(etcd_watch_batch *b)
+{
+    if (!b)
+        return;
+    free_events(b->events, b->n);
+    free(b);
+}
+
+/* Wake the consumer (called with c->mu held). */
+static void notify(etcd_watch *w)
+{
+    uint64_t one = 1;
+    if (write(w->efd, &one, sizeof one) < 0) {
+        /* the counter cannot overflow in practice; EAGAIN means it is readable already */
+    }
+}
+
+/* The queued batch, created on demand (c->mu held). */
+static etcd_watch_batch *queue(etcd_watch *w)
+{
+    if (!w->q)
+        w->q = calloc(1, sizeof *w->q);
+    return w->q;
+}
+
+/* Move the joined fragment events to the consumer's queue and advance the resume point. */
+static void deliver(etcd_watch *w)
+{
+    if (w->n_frag == 0)
+        return;
+    int64_t last = w->frag[w->n_frag - 1].kv.mod_revision;
+    pthread_mutex_lock(&w->c->mu);
+    etcd_watch_batch *b = w->gen == w->tgen ? queue(w) : NULL;
+    if (b && !b->events) {
+        b->events = w->frag;
+        b->n = w->n_frag;
+        w->frag = NULL;
+    } else if (b) {
+        etcd_event *ev = realloc(b->events, (b->n + w->n_frag) * sizeof *ev);
+        if (ev) {
+            memcpy(ev + b->n, w->frag, w->n_frag * sizeof *ev);
+            b->events = ev;
+            b->n += w->n_frag;
+            free(w->frag);
+            w->frag = NULL;
+        }
+    }
+    if (!w->frag) {
+        w->n_frag = w->cap_frag = 0;
+        w->next_rev = last + 1;
+        w->shared_next = w->next_rev;
+        notify(w);
+    }
+    pthread_mutex_unlock(&w->c->mu);
+    if (w->frag) {  /* out of memory: drop the stream and resume from next_rev later */
+        free_events(w->frag, w->n_frag);
+        w->frag = NULL;
+        w->n_frag = w->cap_frag = 0;
+        etcd_stream_cancel(&w->st);
+    }
+}
+
+/* Append a response's events to the fragment buffer. */
+static int add_events(etcd_watch *w, Etcdserverpb__WatchResponse *r)
+{
+    if (w->n_frag + r->n_events > w->cap_frag) {
+        size_t cap = (w->n_frag + r->n_events) * 2;
+        etcd_event *ev = realloc(w->frag, cap * sizeof *ev);
+        if (!ev)
+            return -ENOMEM;
+        w->frag = ev;
+        w->cap_frag = cap;
+    }
+    for (size_t i = 0; i < r->n_events; i++) {
+        Mvccpb__Event *e = r->events[i];
+        if (!e->kv)
+            continue;
+        etcd_event *d = &w->frag[w->n_frag];
+        d->type = e->type == MVCCPB__EVENT__EVENT_TYPE__DELETE ? ETCD_EVENT_DELETE : ETCD_EVENT_PUT;
+        if (copy_kv(e->kv, &d->kv) < 0)
+            return -ENOMEM;
+        w->n_frag++;
+    }
+    return 0;
+}
+
+/* Report a compaction (or another notice) to the consumer. */
+static void report(etcd_watch *w, int64_t compact_rev, const etcd_error *err)
+{
+    pthread_mutex_lock(&w->c->mu);
+    etcd_watch_batch *b = w->gen == w->tgen ? queue(w) : NULL;
+    if (b) {
+        if (compact_rev)
+            b->compact_revision = compact_rev;
+        if (err)
+            b->err = *err;
+        notify(w);
+    }
+    pthread_mutex_unlock(&w->c->mu);
+}
+
+static void handle_response(etcd_watch *w, Etcdserverpb__WatchResponse *r)
+{
+    int64_t hdr_rev = r->header ? r->header->revision : 0;
+    if (r->created && !r->canceled) {
+        w->created = true;
+        backoff_reset(&w->bo);
+        if (w->next_rev == 0 && hdr_rev > 0) {
+            w->next_rev = hdr_rev + 1;
+            pthread_mutex_lock(&w->c->mu);
+            w->shared_next = w->next_rev;
+            pthread_mutex_unlock(&w->c->mu);
+        }
+    }
+    if (r->compact_revision != 0) {
+        log_info("msg=\"etcd watch compacted\" next_revision=%lld compact_revision=%lld",
+                 (long long)w->next_rev, (long long)r->compact_revision);
+        w->stopped = true;
+        report(w, r->compact_revision, NULL);
+        etcd_stream_cancel(&w->st);
+        return;
+    }
+    if (r->canceled) {
+        const char *why = r->cancel_reason && *r->cancel_reason ? r->cancel_reason : "watch canceled by etcd";
+        etcd_err_set(&w->last_err, GRPC_STATUS_CANCELLED, w->c->eps[w->st.ep].url, "%s", why);
+        /* etcd 3.4 refuses a watch whose token expired with "permission denied": with
+         * auth in use, get a fresh token before the next attempt. */
+        w->need_auth = etcd_auth_needed(w->c) && (strstr(why, "permission denied") ||
+                       etcd_auth_error(GRPC_STATUS_UNAUTHENTICATED, why) ||
+                       etcd_auth_error(GRPC_STATUS_INVALID_ARGUMENT, why));
+        etcd_stream_cancel(&w->st);
+        return;
+    }
+    if (r->n_events && add_events(w, r) < 0) {
+        etcd_stream_cancel(&w->st);
+        return;
+    }
+    if (r->fragment)
+        log_debug("msg=\"etcd watch fragment\" events=%zu joined=%zu", r->n_events, w->n_frag);
+    else
+        deliver(w);
+}
+
+static void on_message(void *owner, const uint8_t *buf, size_t len)
+{
+    etcd_watch *w = owner;
+    if (w->closing || w->stopped)
+        return;
+    Etcdserverpb__WatchResponse *r = etcdserverpb__watch_response__unpack(NULL, len, buf);
+    if (!r) {
+        etcd_err_set(&w->last_err, ETCD_ERR_LOCAL, w->c->eps[w->st.ep].url, "undecodable WatchResponse");
+        etcd_stream_cancel(&w->st);
+        return;
+    }
+    handle_response(w, r);
+    etcdserverpb__watch_response__free_unpacked(r, NULL);
+}
+
+static void on_closed(void *owner, int code, const char *details)
+{
+    etcd_watch *w = owner;
+    free_events(w->frag, w->n_frag);
+    w->frag = NULL;
+    w->n_frag = w->cap_frag = 0;
+    if (w->closing || w->stopped)
+        return;
+    if (w->last_err.code == 0 || code != GRPC_STATUS_CANCELLED)
+        etcd_err_set(&w->last_err, code, w->c->eps[w->st.ep].url, "%s", details);
+    if (code == GRPC_STATUS_UNAVAILABLE)
+        etcd_client_rotate(w->c, w->st.ep);
+    if (etcd_auth_error(code, details))
+        w->need_auth = true;
+    int64_t delay = backoff_next(&w->bo);
+    w->retry_at = clock_now_ms() + delay;
+    log_info("msg=\"etcd watch stream closed, resuming\" endpoint=%s code=%s next_revision=%lld retry_ms=%lld",
+             w->last_err.endpoint, etcd_code_name(w->last_err.code), (long long)w->next_rev, (long long)delay);
+    report(w, 0, &w->last_err);
+    memset(&w->last_err, 0, sizeof w->last_err);
+}
+
+/* Open the stream and send the create request from next_rev. */
+static void open_stream(etcd_watch *w, int64_t now)
+{
+    etcd_error err = {0};
+    bool refresh = w->need_auth;
+    w->need_auth = false;
+    w->closing = false;
+    w->created = false;
+    if (etcd_stream_open(&w->st, refresh, &err) < 0) {
+        w->retry_at = now + backoff_next(&w->bo);
+        report(w, 0, &err);
+        return;
+    }
+    Etcdserverpb__WatchCreateRequest cr = ETCDSERVERPB__WATCH_CREATE_REQUEST__INIT;
+    cr.key = (ProtobufCBinaryData){w->key_len, w->key};
+    cr.range_end = (ProtobufCBinaryData){w->end_len, w->end};
+    cr.start_revision = w->next_rev;
+    cr.fragment = true;
+    Etcdserverpb__WatchRequest req = ETCDSERVERPB__WATCH_REQUEST__INIT;
+    req.request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST;
+    req.create_request = &cr;
+    size_t len = etcdserverpb__watch_request__get_packed_size(&req);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf || (etcdserverpb__watch_request__pack(&req, buf), etcd_stream_send(&w->st, buf, len)) < 0)
+        etcd_stream_cancel(&w->st);
+    free(buf);
+}
+
+int64_t etcd_watch_tick(etcd_watch *w, int64_t now)
+{
+    pthread_mutex_lock(&w->c->mu);
+    bool free_req = w->free_req;
+    uint64_t gen = w->gen;
+    int64_t rrev = w->restart_rev;
+    pthread_mutex_unlock(&w->c->mu);
+    bool active = etcd_stream_active(&w->st);
+    if (free_req) {
+        w->closing = true;
+        etcd_stream_cancel(&w->st);
+        return INT64_MAX;
+    }
+    if (gen != w->tgen) {
+        pthread_mutex_lock(&w->c->mu);
+        w->tgen = gen;
+        pthread_mutex_unlock(&w->c->mu);
+        w->next_rev = rrev;
+        w->stopped = false;
+        w->retry_at = 0;
+        backoff_reset(&w->bo);
+        if (active) {
+            w->closing = true;
+            etcd_stream_cancel(&w->st);
+        }
+        return now;
+    }
+    if (active || w->stopped)
+        return INT64_MAX;
+    if (now < w->retry_at)
+        return w->retry_at;
+    open_stream(w, now);
+    return etcd_stream_active(&w->st) ? INT64_MAX : w->retry_at;
+}
+
+bool etcd_watch_done(etcd_watch *w)
+{
+    return w->free_req && !etcd_stream_active(&w->st);
+}
+
+size_t etcd_prefix_end(const uint8_t *prefix, size_t len, uint8_t *end)
+{
+    memcpy(end, prefix, len);
+    for (size_t i = len; i > 0; i--) {
+        if (end[i - 1] != 0xff) {
+            end[i - 1]++;
+            return i;
+        }
+    }
+    end[0] = '\0';
+    return 1;
+}
+
+int etcd_watch_new(etcd_client *c, const void *prefix, size_t prefix_len,
+                   int64_t start_revision, etcd_watch **out, etcd_error *err)
+{
+    *out = NULL;
+    etcd_watch *w = calloc(1, sizeof *w);
+    if (!w || !(w->key = malloc(prefix_len + 1)) || !(w->end = malloc(prefix_len + 1))) {
+        etcd_err_set(err, ETCD_ERR_LOCAL, NULL, "out of memory");
+        goto fail;
+    }
+    w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->efd < 0) {
+        etcd_err_set(err, ETCD_ERR_LOCAL, NULL, "eventfd: %s", strerror(errno));
+        goto fail;
+    }
+    if (prefix_len == 0) {  /* the whole keyspace: key "\0", range_end "\0" */
+        w->key[0] = '\0';
+        w->key_len = 1;
+        w->end[0] = '\0';
+        w->end_len = 1;
+    } else {
+        memcpy(w->key, prefix, prefix_len);
+        w->key_len = prefix_len;
+        w->end_len = etcd_prefix_end(prefix, prefix_len, w->end);
+    }
+    w->c = c;
+    w->next_rev = w->shared_next = start_revision > 0 ? start_revision : 0;
+    backoff_init(&w->bo, 100, 5000);
+    etcd_stream_init(&w->st, c, WATCH_METHOD, w, on_message, on_closed);
+    pthread_mutex_lock(&c->mu);
+    w->next = c->watches;
+    c->watches = w;
+    pthread_mutex_unlock(&c->mu);
+    *out = w;
+    return 0;
+fail:
+    if (w) {
+        free(w->key);
+        free(w->end);
+        free(w);
+    }
+    return -ENOMEM;
+}
+
+int etcd_watch_fd(const etcd_watch *w)
+{
+    return w->efd;
+}
+
+int etcd_watch_take(etcd_watch *w, etcd_watch_batch **out)
+{
+    uint64_t v;
+    pthread_mutex_lock(&w->c->mu);
+    *out = w->q;
+    w->q = NULL;
+    if (read(w->efd, &v, sizeof v) < 0) {
+        /* EAGAIN: nothing was signalled */
+    }
+    pthread_mutex_unlock(&w->c->mu);
+    return *out ? 1 : 0;
+}
+
+int64_t etcd_watch_next_revision(etcd_watch *w)
+{
+    pthread_mutex_lock(&w->c->mu);
+    int64_t r = w->shared_next;
+    pthread_mutex_unlock(&w->c->mu);
+    return r;
+}
+
+int etcd_watch_restart(etcd_watch *w, int64_t start_revision)
+{
+    pthread_mutex_lock(&w->c->mu);
+    w->gen++;
+    w->restart_rev = start_revision > 0 ? start_revision : 0;
+    w->shared_next = w->restart_rev;
+    etcd_watch_batch_free(w->q);
+    w->q = NULL;
+    pthread_mutex_unlock(&w->c->mu);
+    return 0;
+}
+
+void etcd_watch_free(etcd_watch *w)
+{
+    if (!w)
+        return;
+    etcd_client_detach(w->c, &w->free_req, &w->detached);
+    etcd_watch_batch_free(w->q);
+    free_events(w->frag, w->n_frag);
+    close(w->efd);
+    free(w->key);
+    free(w->end);
+    free(w);
+}
