@@ -52,6 +52,11 @@ typedef struct etcd_flag_vals {
 static int etcd_flags_config(etcd_flag_vals *v, etcd_config *cfg, char *err, size_t errlen)
 {
     const char *pw = getenv("CLUSTERF_ETCD_PASSWORD");
+    if (!v->prefix || v->prefix[0] != '/') {
+        snprintf(err, errlen, "-etcd-prefix: \"%s\" does not start with '/'",
+                 v->prefix ? v->prefix : "");
+        return -EINVAL;
+    }
     if (v->password_file && v->password_file[0]) {
         FILE *f = fopen(v->password_file, "r");
         size_t n = f ? fread(v->password, 1, sizeof(v->password) - 1, f) : 0;
@@ -88,23 +93,26 @@ static int check_flags(cli *f, dockerd_opts *o, char *err, size_t errlen)
 {
     enum log_level lvl;
     if (log_parse_level(f->log_level, &lvl) < 0) {
-        snprintf(err, errlen, "-log-level: \"%s\" is not debug, info, warn or error", f->log_level);
+        snprintf(err, errlen, "-log-level (CLUSTERF_LOG_LEVEL): \"%s\" is not debug, info, "
+                 "warn or error", f->log_level);
         return -EINVAL;
     }
     log_set_level(lvl);
     if (docker_publish_mode_parse(f->publish_mode, &o->watch.backend.publish_mode) < 0) {
-        snprintf(err, errlen, "-publish-mode: \"%s\" is not internal or published", f->publish_mode);
+        snprintf(err, errlen, "-publish-mode (CLUSTERF_PUBLISH_MODE): \"%s\" is not internal "
+                 "or published", f->publish_mode);
         return -EINVAL;
     }
     if (f->ttl_ms < 2000) {
-        snprintf(err, errlen, "-ttl: %lld ms is below the minimum of 2s", (long long)f->ttl_ms);
+        snprintf(err, errlen, "-ttl (CLUSTERF_TTL): %lld ms is below the minimum of 2s",
+                 (long long)f->ttl_ms);
         return -EINVAL;
     }
     if (!f->hostname[0]) {
         snprintf(err, errlen, "-hostname: empty");
         return -EINVAL;
     }
-    return f->help || f->version || f->dry_run ? 0 :
+    return f->help || f->version ? 0 :
         etcd_flags_config(&f->etcd, &o->etcd, err, errlen);
 }
 

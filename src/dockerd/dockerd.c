@@ -38,6 +38,7 @@ typedef struct dockerd {
     bool lease_lost;         /* lost and not yet regranted */
     bool dirty;              /* entries differ from etcd (or might) */
     bool retry_armed;
+    bool failing;            /* the last etcd call failed: say when it works again */
     int epfd, sigfd, retry_tfd;
     backoff bo;
     entry *v;
@@ -107,6 +108,7 @@ static void retry_later(dockerd *d, const char *what, const etcd_error *err)
              (long long)ms);
     arm_ms(d->retry_tfd, ms);
     d->retry_armed = true;
+    d->failing = true;
 }
 
 /* ---- docker_sink: remember what is wanted ---- */
@@ -242,6 +244,12 @@ static void converge(dockerd *d)
     }
     d->dirty = false;
     backoff_reset(&d->bo);
+    if (d->failing) {
+        char ep[128] = "";
+        etcd_client_endpoint(d->etcd, ep, sizeof(ep));
+        log_info("msg=\"etcd reachable again\" endpoint=%s", ep);
+    }
+    d->failing = false;
     if (d->n_put || d->n_del)
         log_info("msg=\"etcd in step\" backends=%zu put=%zu deleted=%zu", d->n, d->n_put,
                  d->n_del);
@@ -362,7 +370,7 @@ int dockerd_run(const dockerd_opts *o, char *err, size_t errlen)
     dockerd d = {.o = o, .epfd = -1, .sigfd = -1, .retry_tfd = -1};
     int r;
     snprintf(d.prefix, sizeof(d.prefix), "%s", o->etcd_prefix ? o->etcd_prefix : "/clusterf");
-    backoff_init(&d.bo, 500, 30000);
+    backoff_init(&d.bo, 500, 15000);
     if (o->ttl_ms < 2000) {
         snprintf(err, errlen, "ttl %lld ms is below 2 s", (long long)o->ttl_ms);
         return -EINVAL;

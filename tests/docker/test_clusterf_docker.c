@@ -531,6 +531,119 @@ out:
         docker_cleanup();
 }
 
+/* Run the binary with args (shell words) and return its exit status; output into out. */
+static int run_bin(char *out, size_t size, const char *env, const char *args)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "%s '%s' %s 2>&1", env ? env : "", bin, args);
+    FILE *p = popen(cmd, "r");
+    size_t n = p ? fread(out, 1, size - 1, p) : 0;
+    out[n] = '\0';
+    int st = p ? pclose(p) : -1;
+    return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* --help (complete, exit 0), --version, bad flags and environment variables (exit 2). */
+static void test_flags(void)
+{
+    static char out[16384];
+    if (access(bin, X_OK) != 0) {
+        check_skip("%s not built", bin);
+        return;
+    }
+    CHECK_INT(run_bin(out, sizeof(out), NULL, "--help"), 0);
+    const char *want[] = {"SIGTERM", "revokes the lease", "--etcd-endpoints", "--etcd-prefix",
+                          "--etcd-cacert", "--etcd-cert", "--etcd-key", "--etcd-user",
+                          "--etcd-password-file", "CLUSTERF_ETCD_PASSWORD", "--etcd-timeout",
+                          "--docker-host", "--hostname", "--label-prefix", "--docker-network",
+                          "--publish-mode", "--host-ipv4", "--host-ipv6", "--ttl", "--dry-run",
+                          "--log-level", "--version", "CLUSTERF_TTL", "<hostname>:"};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        CHECK_MSG(strstr(out, want[i]), "--help lacks %s", want[i]);
+    CHECK_INT(run_bin(out, sizeof(out), NULL, "-help"), 0);
+    CHECK_INT(run_bin(out, sizeof(out), NULL, "-version"), 0);
+    CHECK_MSG(strncmp(out, "clusterf-docker ", 16) == 0, "version: %s", out);
+    CHECK_INT(run_bin(out, sizeof(out), NULL, "--ttl 1s"), 2);
+    CHECK_MSG(strstr(out, "-ttl"), "ttl error names no flag: %s", out);
+    CHECK_INT(run_bin(out, sizeof(out), NULL, "--ttl=soon"), 2);
+    CHECK_INT(run_bin(out, sizeof(out), NULL, "--bogus"), 2);
+    CHECK_INT(run_bin(out, sizeof(out), NULL, "-publish-mode=nat"), 2);
+    CHECK_INT(run_bin(out, sizeof(out), NULL, "--log-level loud"), 2);
+    CHECK_INT(run_bin(out, sizeof(out), NULL, "--etcd-prefix clusterf"), 2);
+    CHECK_INT(run_bin(out, sizeof(out), NULL, "--etcd-user root"), 2);
+    CHECK_INT(run_bin(out, sizeof(out), NULL, "--etcd-password-file /nonexistent/pw"), 2);
+    CHECK_INT(run_bin(out, sizeof(out), "CLUSTERF_TTL=1", "--help"), 2);
+    CHECK_MSG(strstr(out, "CLUSTERF_TTL"), "env error names no variable: %s", out);
+    CHECK_INT(run_bin(out, sizeof(out), "CLUSTERF_PUBLISH_MODE=published", "--help"), 0);
+    CHECK_INT(run_bin(out, sizeof(out), NULL, "extra-arg"), 2);
+}
+
+/* etcd down when the daemon starts: it keeps trying and writes once etcd is there. */
+static void test_etcd_down_at_start(void)
+{
+    daemon_t d = {0};
+    char a[128], ka[512];
+    int64_t lease = 0;
+    if (!need_all())
+        return;
+    etcdh_stop_member(&E, 0, SIGTERM);
+    if (!daemon_start(&d, "etcd-down-at-start", "--etcd-prefix /eds --ttl 3s --etcd-timeout 1s"))
+        goto out;
+    run(a, sizeof(a), "--name eds --expose 80 -l " L ".service=eds -l " L ".backend.tcp=80");
+    int64_t end = clock_now_ms() + 30000;
+    while (clock_now_ms() < end && log_count(&d, "etcd unavailable", NULL) == 0)
+        usleep(100000);
+    CHECK_MSG(log_count(&d, "etcd unavailable", NULL) >= 1, "no etcd retry logged");
+    CHECK(daemon_alive(&d));
+out:
+    if (!CHECK_MSG(etcdh_restart_member(&E, 0, true) == 0, "etcd restart failed"))
+        etcd_up = false;
+    key_of(ka, sizeof(ka), "/eds", "eds", a);
+    if (d.pid > 0 && etcd_up && wait_key(ka, NULL, NULL, 0, &lease, 60000))
+        CHECK(lease != 0);
+    CHECK(log_count(&d, "etcd reachable again", NULL) == 1);
+    daemon_stop(&d, SIGTERM, 15000);
+    show_log(&d);
+    docker_cleanup();
+}
+
+/* A short etcd outage (well inside the TTL): a container stopped meanwhile is deleted when
+ * etcd is back; the other key stays all along. */
+static void test_etcd_short_outage(void)
+{
+    daemon_t d = {0};
+    char a[128], b[128], ka[512], kb[512], v[1024];
+    int64_t la = 0, lb = 0;
+    if (!need_all() || !daemon_start(&d, "etcd-short", "--etcd-prefix /es --ttl 20s "
+                                     "--etcd-timeout 1s"))
+        goto out;
+    run(a, sizeof(a), "--name esa --expose 80 -l " L ".service=es -l " L ".backend.tcp=80");
+    run(b, sizeof(b), "--name esb --expose 80 -l " L ".service=es -l " L ".backend.tcp=80");
+    key_of(ka, sizeof(ka), "/es", "es", a);
+    key_of(kb, sizeof(kb), "/es", "es", b);
+    if (!wait_key(ka, NULL, NULL, 0, &la, 30000) || !wait_key(kb, NULL, NULL, 0, NULL, 30000))
+        goto out;
+    etcdh_stop_member(&E, 0, SIGKILL);
+    CHECK_INT(dockerd_harness_docker(H, NULL, 0, "stop -t 5 esa"), 0);
+    int64_t end = clock_now_ms() + 30000;
+    while (clock_now_ms() < end && log_count(&d, "etcd unavailable", "delete") == 0)
+        usleep(100000);
+    CHECK_MSG(log_count(&d, "etcd unavailable", "delete") >= 1, "no failed delete logged");
+    if (!CHECK_MSG(etcdh_restart_member(&E, 0, true) == 0, "etcd restart failed")) {
+        etcd_up = false;
+        goto out;
+    }
+    CHECK_MSG(wait_gone(ka, 60000) >= 0, "key of the container stopped during the outage kept");
+    CHECK_MSG(get_key(kb, v, sizeof(v), &lb) == 1, "the other key went");
+    printf("    lease before %llx, after %llx\n", (unsigned long long)la, (unsigned long long)lb);
+    CHECK(daemon_alive(&d));
+out:
+    daemon_stop(&d, SIGTERM, 15000);
+    show_log(&d);
+    if (H)
+        docker_cleanup();
+}
+
 int main(int argc, char **argv)
 {
     check_init(argc, argv);
@@ -547,12 +660,15 @@ int main(int argc, char **argv)
         if (etcd_client_new(&cfg, &C, NULL) < 0)
             C = NULL;
     }
+    check_run("flags", test_flags);
     check_run("lifecycle", test_lifecycle);
     check_run("network_and_published", test_network_and_published);
     check_run("kill9_expires", test_kill9_expires);
     check_run("dry_run", test_dry_run);
     check_run("dockerd_restart", test_dockerd_restart);
     check_run("etcd_restart", test_etcd_restart);
+    check_run("etcd_down_at_start", test_etcd_down_at_start);
+    check_run("etcd_short_outage", test_etcd_short_outage);
     check_run("many", test_many);
     etcd_client_free(C);
     if (etcd_up)
