@@ -122,7 +122,8 @@ static void sink_put(void *ctx, const docker_backend *b)
         return;
     }
     if (d->o->dry_run) {
-        log_info("msg=\"dry-run: would put\" key=%s value=%s", key, log_quote(q, sizeof(q), b->json));
+        log_info("msg=\"dry-run: would put\" key=%s value=%s", key,
+                 log_quote(q, sizeof(q), b->json));
         return;
     }
     entry *e = get_entry(d, key);
