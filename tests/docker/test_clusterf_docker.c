@@ -444,11 +444,30 @@ static void test_dockerd_restart(void)
     key_of(ka, sizeof(ka), "/dr", "dr", a);
     if (!wait_key(ka, NULL, NULL, 0, NULL, 30000))
         goto out;
+    /* One that dockerd starts again itself. */
+    char c[128], kc[512], ipc[64], v[1024], got[64];
+    run(c, sizeof(c), "--name drc --restart=always --expose 80 -l " L ".service=dr -l " L
+        ".backend.tcp=80");
+    key_of(kc, sizeof(kc), "/dr", "dr", c);
+    wait_key(kc, NULL, NULL, 0, NULL, 30000);
     CHECK_INT(dockerd_harness_stop(H), 0);
     usleep(1500000);
     CHECK(daemon_alive(&d));
     CHECK_INT(dockerd_harness_restart(H), 0);
     CHECK_MSG(wait_gone(ka, 60000) >= 0, "dead container's key %s kept", ka);
+    int64_t end = clock_now_ms() + 60000;
+    do {
+        ipc[0] = '\0';
+        dockerd_harness_docker(H, ipc, sizeof(ipc), "inspect -f "
+                               "'{{.NetworkSettings.IPAddress}}' drc");
+    } while (!ipc[0] && clock_now_ms() < end && usleep(200000) == 0);
+    char want[128];
+    snprintf(want, sizeof(want), "\"%s\"", ipc);
+    if (CHECK_MSG(ipc[0], "drc not restarted by dockerd") &&
+        wait_key(kc, want, v, sizeof(v), NULL, 60000)) {
+        json_str(v, "ipv4", got, sizeof(got));
+        CHECK_STR(got, ipc);
+    }
     run(b, sizeof(b), "--name drb --expose 80 -l " L ".service=dr -l " L ".backend.tcp=80");
     key_of(kb, sizeof(kb), "/dr", "dr", b);
     wait_key(kb, NULL, NULL, 0, NULL, 60000);
@@ -519,6 +538,15 @@ static void test_many(void)
     int64_t t2 = clock_now_ms();
     printf("    %d containers: docker run took %lld ms, all registered %lld ms after the last\n",
            n, (long long)(t1 - t0), (long long)(t2 - t1));
+    /* SIGTERM takes all of them at once; a new daemon writes them all back at start. */
+    CHECK_INT(daemon_stop(&d, SIGTERM, 30000), 0);
+    CHECK_INT(count_prefix("/many/"), 0);
+    int64_t t4 = clock_now_ms();
+    daemon_start(&d, "many2", "--etcd-prefix /many");
+    CHECK(wait_count("/many/services/many/backends/", n, 120000));
+    printf("    a new daemon wrote all %d back in %lld ms (start, list, inspect, put)\n", n,
+           (long long)(clock_now_ms() - t4));
+    t2 = clock_now_ms();
     dockerd_harness_docker(H, NULL, 0, "rm -f $(docker -H '%s' ps -aq) >/dev/null", H->host);
     int64_t t3 = clock_now_ms();
     CHECK(wait_count("/many/services/many/backends/", 0, 120000));
