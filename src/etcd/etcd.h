@@ -82,7 +82,7 @@ typedef struct etcd_kvs {
     etcd_kv *kvs;
     size_t n;
     int64_t revision;  /* the store revision the whole range was read at */
-    void *priv_;
+    void *priv_;       /* owned memory (keys and values); do not touch */
 } etcd_kvs;
 
 void etcd_kvs_free(etcd_kvs *kvs);
@@ -163,7 +163,6 @@ typedef struct etcd_watch_batch {
     size_t n;
     int64_t compact_revision;
     etcd_error err;
-    void *priv_;
 } etcd_watch_batch;
 
 /* Watch every key starting with prefix, delivering events from start_revision on (usually the

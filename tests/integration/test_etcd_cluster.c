@@ -1,6 +1,7 @@
-/* test_etcd_cluster.c -- the etcd client against a 3-member cluster on loopback: kill -9 the
- * member the client is connected to while a writer runs; KV and the watch carry on through
- * the other members, and the watch misses and repeats nothing. */
+/* test_etcd_cluster.c -- the etcd client against a 3-member cluster on loopback, with auth on:
+ * kill -9 the member the client is connected to (the leader) while a writer runs, then hang
+ * (SIGSTOP) the next one; KV, the lease and the watch carry on through the other members, and
+ * the watch misses and repeats nothing. */
 #include "check.h"
 #include "etcd_collect.h"
 #include "etcd_harness.h"
@@ -44,7 +45,14 @@ static void test_failover(void)
     char eps[256];
     snprintf(eps, sizeof eps, "%s,%s,%s", h.m[leader < 0 ? 0 : leader].client_url,
              h.m[leader == 1 ? 0 : 1].client_url, h.m[leader == 2 ? 0 : 2].client_url);
-    etcd_config cfg = {.endpoints = eps, .timeout_ms = 10000};
+    /* with auth on: tokens must keep working (or be refreshed) on the other members */
+    int rc = etcdh_ctl(&h, "user add root:rootpw") | etcdh_ctl(&h, "role add cl") |
+             etcdh_ctl(&h, "role grant-permission cl --prefix=true readwrite /cl/") |
+             etcdh_ctl(&h, "role grant-permission cl --prefix=true readwrite /lease/") |
+             etcdh_ctl(&h, "user add app:apppw") | etcdh_ctl(&h, "user grant-role app cl") |
+             etcdh_ctl(&h, "auth enable");
+    CHECK_INT(rc, 0);
+    etcd_config cfg = {.endpoints = eps, .username = "app", .password = "apppw", .timeout_ms = 10000};
     etcd_client *c = NULL;
     etcd_error err = {0};
     etcd_kvs *kvs = NULL;
