@@ -6,6 +6,7 @@
 #include "common/timeutil.h"
 #include "docker/docker.h"
 #include "dockerd/dockerd.h"
+#include "etcd/etcd_flags.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -13,10 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#ifndef CLUSTERF_VERSION
-#define CLUSTERF_VERSION "0.1.0"
-#endif
 
 #define USAGE "clusterf-docker [flags]\n\n" \
 "Writes this Docker host's labelled containers to etcd as clusterf backends, at\n" \
@@ -29,71 +26,6 @@
 "10; 0 while paused or while a health check is not healthy). Ports must be EXPOSE'd.\n\n" \
 "Signals: SIGTERM or SIGINT revokes the lease (every key is deleted at once) and exits 0.\n" \
 "The etcd password is read from --etcd-password-file, else from CLUSTERF_ETCD_PASSWORD."
-
-/* The etcd flags every program shares, kept together (etcd_flag_values, etcd_flags_defs,
- * etcd_flags_config) so the shared helper can replace them one for one. */
-typedef struct etcd_flag_values {
-    const char *endpoints, *prefix, *cacert, *cert, *key, *user, *password_file;
-    int64_t timeout_ms;
-    char password[256];
-} etcd_flag_values;
-
-#define ETCD_FLAGS_COUNT 8
-
-/* Set the defaults in v and write the ETCD_FLAGS_COUNT flag definitions pointing into v. */
-static void etcd_flags_defs(etcd_flag_values *v, flag_def out[ETCD_FLAGS_COUNT])
-{
-    *v = (etcd_flag_values){.endpoints = "http://127.0.0.1:2379", .prefix = "/clusterf",
-                            .timeout_ms = 5000};
-    const flag_def defs[ETCD_FLAGS_COUNT] = {
-        {"etcd-endpoints", FLAG_STRING, &v->endpoints, "URLS", "etcd endpoints, comma separated",
-         0, 0},
-        {"etcd-prefix", FLAG_STRING, &v->prefix, "PATH", "etcd key prefix", 0, 0},
-        {"etcd-cacert", FLAG_STRING, &v->cacert, "FILE", "CA bundle (PEM) for https:// "
-         "endpoints", 0, 0},
-        {"etcd-cert", FLAG_STRING, &v->cert, "FILE", "client certificate (PEM)", 0, 0},
-        {"etcd-key", FLAG_STRING, &v->key, "FILE", "client certificate key (PEM)", 0, 0},
-        {"etcd-user", FLAG_STRING, &v->user, "NAME", "etcd user (password: "
-         "--etcd-password-file or CLUSTERF_ETCD_PASSWORD)", 0, 0},
-        {"etcd-password-file", FLAG_STRING, &v->password_file, "FILE", "file holding the etcd "
-         "password", 0, 0},
-        {"etcd-timeout", FLAG_DURATION, &v->timeout_ms, "DURATION", "deadline of one etcd "
-         "request", 0, 0},
-    };
-    memcpy(out, defs, sizeof(defs));
-}
-
-/* Fill cfg from the parsed etcd flags, reading the password. Returns 0 or -EINVAL (err). */
-static int etcd_flags_config(etcd_flag_values *v, etcd_config *cfg, char *err, size_t errlen)
-{
-    const char *pw = getenv("CLUSTERF_ETCD_PASSWORD");
-    if (!v->prefix || v->prefix[0] != '/') {
-        snprintf(err, errlen, "-etcd-prefix: \"%s\" does not start with '/'",
-                 v->prefix ? v->prefix : "");
-        return -EINVAL;
-    }
-    if (v->password_file && v->password_file[0]) {
-        FILE *f = fopen(v->password_file, "r");
-        size_t n = f ? fread(v->password, 1, sizeof(v->password) - 1, f) : 0;
-        if (!f) {
-            snprintf(err, errlen, "-etcd-password-file: %s: %s", v->password_file, strerror(errno));
-            return -EINVAL;
-        }
-        fclose(f);
-        v->password[n] = '\0';
-        v->password[strcspn(v->password, "\r\n")] = '\0';
-        pw = v->password;
-    }
-    if (v->user && v->user[0] && !pw) {
-        snprintf(err, errlen, "-etcd-user needs -etcd-password-file or CLUSTERF_ETCD_PASSWORD");
-        return -EINVAL;
-    }
-    *cfg = (etcd_config){.endpoints = v->endpoints, .ca_file = v->cacert, .cert_file = v->cert,
-                         .key_file = v->key, .username = v->user && v->user[0] ? v->user : NULL,
-                         .password = v->user && v->user[0] ? pw : NULL,
-                         .timeout_ms = v->timeout_ms};
-    return 0;
-}
 
 typedef struct cli {
     etcd_flag_values etcd;
