@@ -38,8 +38,9 @@ verify() { # verify UNIT-FILE...: silent and exit 0, or print what systemd said
 }
 if have systemd-analyze; then
     mkdir -p "$tmp/units"
+    bindir=$(cd "$BUILD" && pwd)
     for u in "${units[@]}"; do
-        sed "s#/usr/local/bin/#$PWD/$BUILD/#" "deploy/systemd/$u.service" > "$tmp/units/$u.service"
+        sed "s#/usr/local/bin/#$bindir/#" "deploy/systemd/$u.service" > "$tmp/units/$u.service"
         check "systemd-analyze verify deploy/systemd/$u.service" verify "$tmp/units/$u.service"
         # The check can fail: a misspelt directive, a bad value, a missing program.
         mkdir -p "$tmp/broken"
@@ -49,7 +50,7 @@ if have systemd-analyze; then
         sed 's/^Type=simple/Type=simplex/' "$tmp/units/$u.service" > "$tmp/broken/$u.service"
         check "verify rejects a copy of $u.service with a bad value" \
             eval '! verify "$tmp/broken/$u.service" >/dev/null'
-        sed "s#^ExecStart=.*#ExecStart=$PWD/$BUILD/no-such-program#" "$tmp/units/$u.service" > "$tmp/broken/$u.service"
+        sed "s#^ExecStart=.*#ExecStart=$bindir/no-such-program#" "$tmp/units/$u.service" > "$tmp/broken/$u.service"
         check "verify rejects a copy of $u.service with a missing program" \
             eval '! verify "$tmp/broken/$u.service" >/dev/null'
         score=$(systemd-analyze security --offline=true "$tmp/units/$u.service" 2>/dev/null |
@@ -141,6 +142,17 @@ missing=$(grep -E '^COPY ' "$df" | grep -v -- '--from=' | awk '{for (i = 2; i < 
           while read -r src; do [ -e "$src" ] || echo "$src"; done)
 check "$df: every COPY source exists ($(echo $missing))" test -z "$missing"
 check "$df.dockerignore keeps build/ out of the context" grep -qx 'build' "$df.dockerignore"
+# `make all` in the image sees only what is copied: every file the programs' objects were
+# compiled from (the compiler's .d lists of the last build) lies under a copied directory.
+copied_dirs=$(grep -E '^COPY ' "$df" | grep -v -- '--from=' | awk '{for (i = 2; i < NF; i++) print $i}')
+deps=$(find "$BUILD/src" "$BUILD/generated" -name '*.d' -exec cat {} + 2>/dev/null |
+       tr ' \\' '\n\n' | grep -v ':$' | grep -v '^/' | grep . | sort -u)
+outside=$(for f in $deps; do
+              inside=0; for d in $copied_dirs; do case "$f" in "$d"|"$d"/*) inside=1;; esac; done
+              [ $inside = 1 ] || echo "$f"
+          done | head -n 5)
+check "$df: the build stage has every source of the last build ($(echo $deps | wc -w) files; outside: $(echo $outside))" \
+    test -n "$deps" -a -z "$outside"
 # The programs copied from the build stage are the ones `make all` builds.
 copied=$(grep -E '^COPY --from=build ' "$df" | tr ' ' '\n' | grep '^/src/build/' | sed 's#/src/build/##' | sort | tr '\n' ' ')
 progs=$(make -s -p -n all 2>/dev/null | sed -nE 's#^PROGS := ##p' | tr ' ' '\n' | sed 's#.*/##' | grep . | sort | tr '\n' ' ')
