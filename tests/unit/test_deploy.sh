@@ -84,11 +84,11 @@ if [ -z "$(grep -oE '\[CLUSTERF_[A-Z0-9_]+\]' < <("$BUILD/clusterf-docker" --hel
             CLUSTERF_TTL CLUSTERF_DRY_RUN | sort -u)
 fi
 unknown=$(for v in "${vars[@]}"; do n=${v%%=*}; echo "$known" | grep -qx "$n" || echo "$n"; done)
-check "$envfile: every variable is a flag ($(echo $unknown))" test -z "$unknown"
+check "$envfile: every variable is a flag${unknown:+ (unknown: $(echo $unknown))}" test -z "$unknown"
 for p in clusterf-ipvs clusterf-docker; do
     "$BUILD/$p" --help 2>/dev/null | grep -q '^  --' || continue
     out=$(env -i PATH=/usr/bin:/bin "${vars[@]}" "$BUILD/$p" --help 2>&1 >/dev/null)
-    check "$p accepts $envfile ($out)" test $? = 0
+    check "$p accepts $envfile${out:+ ($out)}" test $? = 0
 done
 
 # --- YAML (compose + Kubernetes): tests/unit/deploy_yaml.py prints ok/FAIL/SKIP lines.
@@ -121,7 +121,7 @@ fi
 # --- docker-compose config: the Compose schema, interpolation, depends_on conditions.
 if have docker-compose; then
     out=$(CLUSTERF_HOSTNAME=host-1 docker-compose -f deploy/compose.yaml config -q 2>&1)
-    check "docker-compose config accepts deploy/compose.yaml $out" test $? = 0
+    check "docker-compose config accepts deploy/compose.yaml${out:+ ($out)}" test $? = 0
     sed 's/^    cap_add: \[NET_ADMIN\]/    cap_addd: [NET_ADMIN]/' deploy/compose.yaml > "$tmp/compose.yaml"
     ! CLUSTERF_HOSTNAME=host-1 docker-compose -f "$tmp/compose.yaml" config -q >/dev/null 2>&1
     check "docker-compose config rejects a copy with a misspelt key" test $? = 0
@@ -140,7 +140,7 @@ check "$df: no ENTRYPOINT, no USER" eval '! grep -qE "^(ENTRYPOINT|USER) " "$df"
 # COPY sources (not --from) exist in the repository; the context filter keeps build/ out.
 missing=$(grep -E '^COPY ' "$df" | grep -v -- '--from=' | awk '{for (i = 2; i < NF; i++) print $i}' |
           while read -r src; do [ -e "$src" ] || echo "$src"; done)
-check "$df: every COPY source exists ($(echo $missing))" test -z "$missing"
+check "$df: every COPY source exists${missing:+ (missing: $(echo $missing))}" test -z "$missing"
 check "$df.dockerignore keeps build/ out of the context" grep -qx 'build' "$df.dockerignore"
 # `make all` in the image sees only what is copied: every file the programs' objects were
 # compiled from (the compiler's .d lists of the last build) lies under a copied directory.
@@ -151,7 +151,7 @@ outside=$(for f in $deps; do
               inside=0; for d in $copied_dirs; do case "$f" in "$d"|"$d"/*) inside=1;; esac; done
               [ $inside = 1 ] || echo "$f"
           done | head -n 5)
-check "$df: the build stage has every source of the last build ($(echo $deps | wc -w) files; outside: $(echo $outside))" \
+check "$df: the build stage has every source of the last build ($(echo $deps | wc -w) files${outside:+; outside: $(echo $outside)})" \
     test -n "$deps" -a -z "$outside"
 # The programs copied from the build stage are the ones `make all` builds.
 copied=$(grep -E '^COPY --from=build ' "$df" | tr ' ' '\n' | grep '^/src/build/' | sed 's#/src/build/##' | sort | tr '\n' ' ')
