@@ -6,7 +6,7 @@
 # Nothing is deployed: no image is built, no unit is started, no cluster is contacted.
 # A missing tool is a skip, and a failure under CLUSTERF_REQUIRE_ALL=1.
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 BUILD=${BUILD:-build}
 PY=/usr/bin/python3
 pass=0 fail=0 skip=0
@@ -178,6 +178,7 @@ for b in clusterf-ipvs clusterf-docker clusterfctl; do
     done
 done
 # The build stage's `install-deps --build-only` brings every pkg-config module the Makefile uses.
+# shellcheck disable=SC2034  # used inside the eval below
 build_pkgs=$(sed -n '/^BUILD_PKGS=(/,/^)/p' scripts/install-deps | grep -v '[()]' | tr ' ' '\n' | grep .)
 check "$df: the build stage runs install-deps --build-only" grep -q 'install-deps --build-only' "$df"
 for m in $(sed -nE 's/^PKGS +:= //p' Makefile); do
