@@ -399,6 +399,26 @@ static void test_register_lease_lost(void)
     CHECK_MSG(key_lease(k, NULL, 0) == -1, "gone at once after SIGINT");
 }
 
+/* On a kernel without IPVS (these machines), status says so and exits 2; with IPVS it shows
+ * a table (the full status checks run in the VM). */
+static void test_status_host(void)
+{
+    if (!ready())
+        return;
+    put("/s/services/web/frontend", "{\"ipv4\":\"10.0.0.1\",\"tcp\":80}");
+    int rc = run("status --etcd-endpoints=%s --etcd-prefix=/s --state-dir=", H.endpoints);
+    if (access("/proc/net/ip_vs", F_OK) != 0) {
+        CHECK_INT(rc, 2);
+        CHECK_MSG(strstr(ERR, "the kernel has no IPVS") != NULL, "%s", ERR);
+    } else {
+        printf("  this kernel has IPVS: status exit %d\n", rc);
+        CHECK_MSG(strstr(OUT, "STATE") || strstr(ERR, "clusterfctl: status:"), "%s%s", OUT, ERR);
+    }
+    /* the config is read first: a bad endpoint is reported before the kernel is asked */
+    CHECK_INT(run("status --etcd-endpoints=http://127.0.0.1:%d --etcd-timeout=1s", closed_port()), 2);
+    CHECK_MSG(strstr(ERR, "cannot read") != NULL, "%s", ERR);
+}
+
 static void test_bad_flags(void)
 {
     if (!ready())
@@ -454,6 +474,7 @@ int main(int argc, char **argv)
     check_run("register", test_register);
     check_run("register_kill9", test_register_kill9);
     check_run("register_lease_lost", test_register_lease_lost);
+    check_run("status_host", test_status_host);
     check_run("bad_flags", test_bad_flags);
     etcd_client_free(C);
     free(OUT);
