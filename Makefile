@@ -29,8 +29,9 @@ INTEG_TESTS  := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/integration/te
 VM_TESTS     := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/vm/test_*.c)))
 # In-guest programs (tests/vm/guest_*.c), run by tests/vm/test_*.sh inside scripts/vm-run.
 VM_GUESTS    := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/vm/guest_*.c)))
+DOCKER_TESTS := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/docker/test_*.c)))
 BENCHES      := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/bench/bench_*.c)))
-TEST_BINS    := $(UNIT_TESTS) $(INTEG_TESTS) $(VM_TESTS)
+TEST_BINS    := $(UNIT_TESTS) $(INTEG_TESTS) $(VM_TESTS) $(DOCKER_TESTS)
 
 .PHONY: all test asan bench bench-ipvs proto check-generated fuzz fuzz-build demo clean tests
 .SECONDARY:
@@ -80,10 +81,10 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                 -D_GNU_SOURCE -Isrc -Itests/lib $(shell pkg-config --cflags json-c)
-FUZZ_SRCS    := $(sort $(wildcard src/config/*.c src/lb/*.c)) tests/lib/lb_dump.c
+FUZZ_SRCS    := $(sort $(wildcard src/config/*.c src/lb/*.c)) src/common/bytemap.c src/common/vec.c tests/lib/lb_dump.c
 FUZZERS      := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_SRCS) $(wildcard src/config/*.h src/lb/*.h tests/lib/lb_dump.h)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_SRCS) $(wildcard src/config/*.h src/lb/*.h src/common/bytemap.h src/common/vec.h tests/lib/lb_dump.h)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo '  FUZZ  $@',true)
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRCS) $(shell pkg-config --libs json-c)

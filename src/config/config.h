@@ -27,7 +27,6 @@
 #ifndef CLUSTERF_CONFIG_H
 #define CLUSTERF_CONFIG_H
 
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -2,6 +2,7 @@
  * beats advertised beats etcd; -filter-etcd-routes), and what each event touched. Indexes:
  * key -> node, service -> its nodes, IPVS service key -> the services producing it, so one
  * event costs O(the services it touches). No I/O. */
+#include "common/vec.h"
 #include "config/config_int.h"
 
 #include <errno.h>
@@ -10,8 +11,9 @@
 #include <string.h>
 
 /* One source's view of one key. */
+/* One source's view of one key; allocated while the source holds the key (most keys come
+ * from one source only, so a node carries pointers, not three slots). */
 typedef struct cfg_slot {
-    bool present;   /* the source holds the key (valid or not) */
     bool has_value; /* value is valid: the current one, or the last one when stale */
     bool seen;      /* sync_begin/sync_end mark */
     int64_t revision;
@@ -28,7 +30,7 @@ typedef struct cfg_node {
     const char *name; /* backend or route name, inside key */
     cfg_svc *svc;     /* frontends and backends */
     size_t idx;       /* position in svc->backends or store->routes */
-    cfg_slot slot[CONFIG_SOURCE_COUNT];
+    cfg_slot *slot[CONFIG_SOURCE_COUNT]; /* NULL: the source does not hold the key */
 } cfg_node;
 
 struct cfg_svc {
@@ -50,9 +52,9 @@ typedef struct svckey_owners {
 
 struct config_store {
     config_options opt;
-    config_hash nodes;  /* key -> cfg_node */
-    config_hash svcs;   /* name -> cfg_svc */
-    config_hash owners; /* config_svckey -> svckey_owners */
+    bytemap nodes;  /* key -> cfg_node */
+    bytemap svcs;   /* name -> cfg_svc */
+    bytemap owners; /* config_svckey -> svckey_owners */
     cfg_node **routes;
     size_t n_routes, cap_routes;
     config_route_ref *eff; /* routes in force, sorted; rebuilt when dirty */
@@ -63,26 +65,12 @@ struct config_store {
 
 /* ---- small helpers ---- */
 
-static int grow(void **v, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 0;
-    size_t cap2 = *cap ? *cap * 2 : 4;
-    while (cap2 < need)
-        cap2 *= 2;
-    void *p = realloc(*v, cap2 * elem);
-    if (!p)
-        return -ENOMEM;
-    *v = p;
-    *cap = cap2;
-    return 0;
-}
 
 /* The source whose value is in force for node, or -1. */
 static int in_force(const config_store *s, const cfg_node *n)
 {
     for (int src = 0; src < CONFIG_SOURCE_COUNT; src++) {
-        if (!n->slot[src].has_value)
+        if (!n->slot[src] || !n->slot[src]->has_value)
             continue;
         if (n->kind == CONFIG_ROUTE && src == CONFIG_SOURCE_ETCD && s->opt.filter_etcd_routes)
             continue;
@@ -94,7 +82,7 @@ static int in_force(const config_store *s, const cfg_node *n)
 static const config_value *value_in_force(const config_store *s, const cfg_node *n)
 {
     int src = n ? in_force(s, n) : -1;
-    return src < 0 ? NULL : &n->slot[src].value;
+    return src < 0 ? NULL : &n->slot[src]->value;
 }
 
 void config_result_init(config_result *r)
@@ -128,8 +116,11 @@ config_store *config_store_new(const config_options *opts)
 
 static void node_free(cfg_node *n)
 {
-    for (int i = 0; i < CONFIG_SOURCE_COUNT; i++)
-        free(n->slot[i].error);
+    for (int i = 0; i < CONFIG_SOURCE_COUNT; i++) {
+        if (n->slot[i])
+            free(n->slot[i]->error);
+        free(n->slot[i]);
+    }
     free(n->key);
     free(n);
 }
@@ -139,25 +130,25 @@ void config_store_free(config_store *s)
     if (!s)
         return;
     size_t pos = 0;
-    config_hent *e = NULL;
-    while (config_hash_next(&s->nodes, &pos, &e))
+    bytemap_entry *e = NULL;
+    while (bytemap_next(&s->nodes, &pos, &e))
         node_free(e->val);
     pos = 0, e = NULL;
-    while (config_hash_next(&s->svcs, &pos, &e)) {
+    while (bytemap_next(&s->svcs, &pos, &e)) {
         cfg_svc *svc = e->val;
         free(svc->backends);
         free(svc->name);
         free(svc);
     }
     pos = 0, e = NULL;
-    while (config_hash_next(&s->owners, &pos, &e)) {
+    while (bytemap_next(&s->owners, &pos, &e)) {
         svckey_owners *o = e->val;
         free(o->v);
         free(o);
     }
-    config_hash_clear(&s->nodes);
-    config_hash_clear(&s->svcs);
-    config_hash_clear(&s->owners);
+    bytemap_clear(&s->nodes);
+    bytemap_clear(&s->svcs);
+    bytemap_clear(&s->owners);
     free(s->routes);
     free(s->eff);
     free(s);
@@ -182,12 +173,12 @@ size_t config_store_service_count(const config_store *s)
 
 static cfg_svc *svc_get(config_store *s, const char *name)
 {
-    cfg_svc *svc = config_hash_get(&s->svcs, name, strlen(name));
+    cfg_svc *svc = bytemap_get(&s->svcs, name, strlen(name));
     if (svc)
         return svc;
     svc = calloc(1, sizeof *svc);
     if (!svc || !(svc->name = strdup(name)) ||
-        config_hash_put(&s->svcs, svc->name, strlen(svc->name), svc) < 0) {
+        bytemap_put(&s->svcs, svc->name, strlen(svc->name), svc) < 0) {
         if (svc)
             free(svc->name);
         free(svc);
@@ -200,7 +191,7 @@ static void svc_gc(config_store *s, cfg_svc *svc)
 {
     if (svc->frontend || svc->n_backends)
         return;
-    config_hash_del(&s->svcs, svc->name, strlen(svc->name));
+    bytemap_del(&s->svcs, svc->name, strlen(svc->name));
     free(svc->backends);
     free(svc->name);
     free(svc);
@@ -210,7 +201,7 @@ static void svc_gc(config_store *s, cfg_svc *svc)
 static int node_attach(config_store *s, cfg_node *n, const config_key *k)
 {
     if (n->kind == CONFIG_ROUTE) {
-        if (grow((void **)&s->routes, &s->cap_routes, s->n_routes + 1, sizeof *s->routes) < 0)
+        if (vec_grow((void **)&s->routes, &s->cap_routes, s->n_routes + 1, sizeof *s->routes) < 0)
             return -ENOMEM;
         n->idx = s->n_routes;
         s->routes[s->n_routes++] = n;
@@ -224,7 +215,7 @@ static int node_attach(config_store *s, cfg_node *n, const config_key *k)
         svc->frontend = n;
         return 0;
     }
-    if (grow((void **)&svc->backends, &svc->cap, svc->n_backends + 1, sizeof *svc->backends) < 0) {
+    if (vec_grow((void **)&svc->backends, &svc->cap, svc->n_backends + 1, sizeof *svc->backends) < 0) {
         svc_gc(s, svc);
         return -ENOMEM;
     }
@@ -246,7 +237,7 @@ static cfg_node *node_new(config_store *s, const config_key *k, const char *key,
     n->name = n->key + len - strlen(k->name);
     if (node_attach(s, n, k) < 0)
         goto fail;
-    if (config_hash_put(&s->nodes, n->key, len, n) == 0)
+    if (bytemap_put(&s->nodes, n->key, len, n) == 0)
         return n;
     /* Detach again: the node is the last one appended. */
     if (n->kind == CONFIG_ROUTE)
@@ -268,9 +259,9 @@ fail:
 static void node_gc(config_store *s, cfg_node *n)
 {
     for (int i = 0; i < CONFIG_SOURCE_COUNT; i++)
-        if (n->slot[i].present)
+        if (n->slot[i])
             return;
-    config_hash_del(&s->nodes, n->key, n->key_len);
+    bytemap_del(&s->nodes, n->key, n->key_len);
     if (n->kind == CONFIG_ROUTE) {
         s->routes[n->idx] = s->routes[--s->n_routes];
         s->routes[n->idx]->idx = n->idx;
@@ -292,7 +283,7 @@ static void node_gc(config_store *s, cfg_node *n)
 static int owners_touch(config_store *s, const cfg_svc *svc, config_result *out)
 {
     for (int i = 0; i < svc->n_keys; i++) {
-        svckey_owners *o = config_hash_get(&s->owners, &svc->keys[i], sizeof svc->keys[i]);
+        svckey_owners *o = bytemap_get(&s->owners, &svc->keys[i], sizeof svc->keys[i]);
         for (size_t j = 0; o && j < o->n; j++)
             if (config_strs_push(&out->services, o->v[j]->name) < 0)
                 return -ENOMEM;
@@ -303,7 +294,7 @@ static int owners_touch(config_store *s, const cfg_svc *svc, config_result *out)
 static void owners_remove(config_store *s, cfg_svc *svc)
 {
     for (int i = 0; i < svc->n_keys; i++) {
-        svckey_owners *o = config_hash_get(&s->owners, &svc->keys[i], sizeof svc->keys[i]);
+        svckey_owners *o = bytemap_get(&s->owners, &svc->keys[i], sizeof svc->keys[i]);
         for (size_t j = 0; o && j < o->n; j++) {
             if (o->v[j] == svc) {
                 o->v[j] = o->v[--o->n];
@@ -311,7 +302,7 @@ static void owners_remove(config_store *s, cfg_svc *svc)
             }
         }
         if (o && o->n == 0) {
-            config_hash_del(&s->owners, &o->key, sizeof o->key);
+            bytemap_del(&s->owners, &o->key, sizeof o->key);
             free(o->v);
             free(o);
         }
@@ -321,17 +312,17 @@ static void owners_remove(config_store *s, cfg_svc *svc)
 
 static int owners_add_one(config_store *s, cfg_svc *svc, const config_svckey *k)
 {
-    svckey_owners *o = config_hash_get(&s->owners, k, sizeof *k);
+    svckey_owners *o = bytemap_get(&s->owners, k, sizeof *k);
     if (!o) {
         if (!(o = calloc(1, sizeof *o)))
             return -ENOMEM;
         o->key = *k;
-        if (config_hash_put(&s->owners, &o->key, sizeof o->key, o) < 0) {
+        if (bytemap_put(&s->owners, &o->key, sizeof o->key, o) < 0) {
             free(o);
             return -ENOMEM;
         }
     }
-    if (grow((void **)&o->v, &o->cap, o->n + 1, sizeof *o->v) < 0)
+    if (vec_grow((void **)&o->v, &o->cap, o->n + 1, sizeof *o->v) < 0)
         return -ENOMEM;
     o->v[o->n++] = svc;
     return 0;
@@ -363,18 +354,19 @@ static void snapshot(const config_store *s, const cfg_node *n, before *b)
 {
     b->src = in_force(s, n);
     if (b->src >= 0)
-        memcpy(&b->value, &n->slot[b->src].value, sizeof b->value);
+        memcpy(&b->value, &n->slot[b->src]->value, sizeof b->value);
 }
 
 /* After a slot changed: record what the change touched and update the indexes. */
 static int after_change(config_store *s, cfg_node *n, const before *b, config_result *out)
 {
     const config_value *now = value_in_force(s, n);
+    if (n->kind == CONFIG_ROUTE) /* the route list points at slots: rebuild it even when */
+        s->routes_dirty = true;  /* only the slot in force changed, not its value */
     if ((b->src < 0) == !now && (!now || memcmp(&b->value, now, sizeof *now) == 0))
         return 0;
     out->changed = true;
     if (n->kind == CONFIG_ROUTE) {
-        s->routes_dirty = true;
         out->all_services = true;
         return 0;
     }
@@ -400,13 +392,21 @@ static void slot_clear_error(config_store *s, cfg_slot *sl)
     }
 }
 
+/* The slot of src, allocated (empty) when the source did not hold the key; NULL on ENOMEM. */
+static cfg_slot *slot_get(cfg_node *n, int src)
+{
+    if (!n->slot[src])
+        n->slot[src] = calloc(1, sizeof *n->slot[src]);
+    return n->slot[src];
+}
+
 static int apply_delete(config_store *s, cfg_node *n, int src, config_result *out)
 {
     before b;
     snapshot(s, n, &b);
-    cfg_slot *sl = &n->slot[src];
-    slot_clear_error(s, sl);
-    memset(sl, 0, sizeof *sl);
+    slot_clear_error(s, n->slot[src]);
+    free(n->slot[src]);
+    n->slot[src] = NULL;
     int r = after_change(s, n, &b, out);
     node_gc(s, n);
     return r;
@@ -416,10 +416,14 @@ static int apply_valid(config_store *s, cfg_node *n, int src, const config_event
                        const config_value *v, config_result *out)
 {
     before b;
+    cfg_slot *sl = slot_get(n, src);
+    if (!sl) {
+        node_gc(s, n);
+        return -ENOMEM;
+    }
     snapshot(s, n, &b);
-    cfg_slot *sl = &n->slot[src];
     slot_clear_error(s, sl);
-    sl->present = sl->has_value = sl->seen = true;
+    sl->has_value = sl->seen = true;
     sl->revision = ev->revision;
     memcpy(&sl->value, v, sizeof sl->value);
     return after_change(s, n, &b, out);
@@ -428,9 +432,13 @@ static int apply_valid(config_store *s, cfg_node *n, int src, const config_event
 static int apply_invalid(config_store *s, cfg_node *n, int src, const config_event *ev,
                          const char *msg, config_result *out)
 {
-    cfg_slot *sl = &n->slot[src];
-    char *copy = strdup(msg);
+    cfg_slot *sl = slot_get(n, src);
+    char *copy = sl ? strdup(msg) : NULL;
     if (!copy) {
+        if (sl && !sl->has_value && !sl->error) {
+            free(sl);
+            n->slot[src] = NULL;
+        }
         node_gc(s, n);
         return -ENOMEM;
     }
@@ -438,7 +446,7 @@ static int apply_invalid(config_store *s, cfg_node *n, int src, const config_eve
     slot_clear_error(s, sl);
     sl->error = copy;
     s->n_invalid++;
-    sl->present = sl->seen = true;
+    sl->seen = true;
     sl->revision = ev->revision;
     out->invalid = true;
     out->stale = sl->has_value;
@@ -470,10 +478,10 @@ int config_store_apply(config_store *s, const config_event *ev, config_result *o
         return config_strs_push(&out->warnings, ev->key ? e.msg : "(null key): unknown key, ignored");
     const char *key = ev->key + (ev->key[0] == '/');
     size_t len = ev->key_len - (ev->key[0] == '/');
-    cfg_node *n = config_hash_get(&s->nodes, key, len);
+    cfg_node *n = bytemap_get(&s->nodes, key, len);
     int r;
     if (ev->is_delete) {
-        r = n && n->slot[ev->source].present ? apply_delete(s, n, ev->source, out) : 0;
+        r = n && n->slot[ev->source] ? apply_delete(s, n, ev->source, out) : 0;
     } else {
         config_value v;
         r = config_parse_value(&k, ev->value, ev->value_len, &s->opt.defaults, &v,
@@ -492,27 +500,30 @@ int config_store_apply(config_store *s, const config_event *ev, config_result *o
 int config_store_sync_begin(config_store *s, enum config_source src)
 {
     size_t pos = 0;
-    config_hent *e = NULL;
+    bytemap_entry *e = NULL;
     if ((unsigned)src >= CONFIG_SOURCE_COUNT)
         return -EINVAL;
-    while (config_hash_next(&s->nodes, &pos, &e))
-        ((cfg_node *)e->val)->slot[src].seen = false;
+    while (bytemap_next(&s->nodes, &pos, &e)) {
+        cfg_slot *sl = ((cfg_node *)e->val)->slot[src];
+        if (sl)
+            sl->seen = false;
+    }
     return 0;
 }
 
 int config_store_sync_end(config_store *s, enum config_source src, config_result *out)
 {
     size_t pos = 0, n = 0, cap = 0;
-    config_hent *e = NULL;
+    bytemap_entry *e = NULL;
     cfg_node **gone = NULL;
     int r = 0;
     result_reset(out);
     if ((unsigned)src >= CONFIG_SOURCE_COUNT)
         return -EINVAL;
-    while (r == 0 && config_hash_next(&s->nodes, &pos, &e)) {
+    while (r == 0 && bytemap_next(&s->nodes, &pos, &e)) {
         cfg_node *node = e->val;
-        if (node->slot[src].present && !node->slot[src].seen &&
-            (r = grow((void **)&gone, &cap, n + 1, sizeof *gone)) == 0)
+        if (node->slot[src] && !node->slot[src]->seen &&
+            (r = vec_grow((void **)&gone, &cap, n + 1, sizeof *gone)) == 0)
             gone[n++] = node;
     }
     for (size_t i = 0; r == 0 && i < n; i++)
@@ -526,7 +537,7 @@ int config_store_sync_end(config_store *s, enum config_source src, config_result
 
 const config_frontend *config_store_frontend(const config_store *s, const char *service)
 {
-    const cfg_svc *svc = config_hash_get(&s->svcs, service, strlen(service));
+    const cfg_svc *svc = bytemap_get(&s->svcs, service, strlen(service));
     const config_value *v = svc ? value_in_force(s, svc->frontend) : NULL;
     return v ? &v->u.frontend : NULL;
 }
@@ -539,7 +550,7 @@ static int node_name_cmp(const void *a, const void *b)
 int config_store_foreach_backend(config_store *s, const char *service, config_backend_fn fn,
                                  void *ctx)
 {
-    cfg_svc *svc = config_hash_get(&s->svcs, service, strlen(service));
+    cfg_svc *svc = bytemap_get(&s->svcs, service, strlen(service));
     if (!svc)
         return 0;
     if (!svc->sorted) {
@@ -561,8 +572,8 @@ int config_store_foreach_backend(config_store *s, const char *service, config_ba
 int config_store_foreach_service(config_store *s, config_service_fn fn, void *ctx)
 {
     size_t pos = 0;
-    config_hent *e = NULL;
-    while (config_hash_next(&s->svcs, &pos, &e)) {
+    bytemap_entry *e = NULL;
+    while (bytemap_next(&s->svcs, &pos, &e)) {
         cfg_svc *svc = e->val;
         int r = value_in_force(s, svc->frontend) ? fn(svc->name, ctx) : 0;
         if (r)
@@ -574,7 +585,7 @@ int config_store_foreach_service(config_store *s, config_service_fn fn, void *ct
 const char *config_store_svckey_owner(const config_store *s, const config_svckey *key)
 {
     config_svckey k = *key;
-    const svckey_owners *o = config_hash_get(&s->owners, &k, sizeof k);
+    const svckey_owners *o = bytemap_get(&s->owners, &k, sizeof k);
     const char *best = NULL;
     for (size_t i = 0; o && i < o->n; i++)
         if (!best || strcmp(o->v[i]->name, best) < 0)
@@ -622,8 +633,8 @@ static int entry_emit(config_store *s, const cfg_node *n, config_entry_fn fn, vo
 {
     int force = in_force(s, n);
     for (int src = 0; src < CONFIG_SOURCE_COUNT; src++) {
-        const cfg_slot *sl = &n->slot[src];
-        if (!sl->present)
+        const cfg_slot *sl = n->slot[src];
+        if (!sl)
             continue;
         config_entry e = {
             .key = n->key, .kind = n->kind, .source = (enum config_source)src,
@@ -640,11 +651,11 @@ static int entry_emit(config_store *s, const cfg_node *n, config_entry_fn fn, vo
 int config_store_foreach_entry(config_store *s, config_entry_fn fn, void *ctx)
 {
     size_t pos = 0, n = 0;
-    config_hent *e = NULL;
+    bytemap_entry *e = NULL;
     cfg_node **all = malloc((s->nodes.n ? s->nodes.n : 1) * sizeof *all);
     if (!all)
         return -ENOMEM;
-    while (config_hash_next(&s->nodes, &pos, &e))
+    while (bytemap_next(&s->nodes, &pos, &e))
         all[n++] = e->val;
     qsort(all, n, sizeof *all, node_key_cmp);
     int r = 0;

@@ -52,7 +52,8 @@ static void set_details(struct unary_result *r, grpc_slice details, const char *
     }
 }
 
-/* One attempt on one channel: the six-op batch, waited for on a private pluck queue. */
+/* One attempt on one channel: the six-op batch, waited for on a private pluck queue. Kept in
+ * one piece (over the usual length) because every op's buffers live exactly this long. */
 static void unary_once(grpc_channel *ch, const char *method, const char *token,
                        int64_t timeout_ms, const uint8_t *req, size_t req_len,
                        struct unary_result *r)
@@ -166,9 +167,10 @@ int etcd_unary(etcd_client *c, const char *method, const uint8_t *req, size_t re
                 return rc;
             continue;
         }
-        if (r.status == GRPC_STATUS_DEADLINE_EXCEEDED &&
-            grpc_channel_check_connectivity_state(ch, 0) != GRPC_CHANNEL_READY)
-            etcd_client_rotate(c, ep);  /* could not even connect: try another member next */
+        /* No answer in time: the member may be unreachable, or cut off from the leader (a
+         * linearizable call then waits for etcd's own 7 s timeout): use another one next. */
+        if (r.status == GRPC_STATUS_DEADLINE_EXCEEDED)
+            etcd_client_rotate(c, ep);
         if (r.status != GRPC_STATUS_UNAVAILABLE)
             return etcd_errno_of(r.status);
         etcd_client_rotate(c, ep);

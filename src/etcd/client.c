@@ -100,9 +100,8 @@ static int parse_url(const char *url, char **target, bool *tls)
     size_t n = strcspn(rest, "/");
     if (n == 0 || n > 255)
         return -EINVAL;
-    bool has_port = rest[n - 1] != ']' && memchr(rest, ':', n) != NULL;
-    if (rest[0] == '[')
-        has_port = memchr(rest, ']', n) && ((const char *)memchr(rest, ']', n))[1] == ':';
+    const char *colon = memrchr(rest, ':', n), *bracket = memchr(rest, ']', n);
+    bool has_port = colon && (!bracket || colon > bracket);  /* "[::1]" has none */
     *target = malloc(n + 6);
     if (!*target)
         return -ENOMEM;

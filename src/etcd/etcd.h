@@ -7,7 +7,18 @@
  *
  * Keys and values are binary (pointer + length); results add a NUL after each key and value
  * (not counted in the length) for convenience. Errors are returned as -errno and described in
- * an etcd_error (gRPC status code + the server's message); nothing here exits or aborts. */
+ * an etcd_error (gRPC status code + the server's message); nothing here exits or aborts.
+ *
+ * List-then-watch from an epoll loop:
+ *     etcd_range_prefix(c, "/clusterf/", 10, 0, &kvs, &err);      load kvs, R = kvs->revision
+ *     etcd_watch_new(c, "/clusterf/", 10, R + 1, &w, &err);       add etcd_watch_fd(w) to epoll
+ *     on EPOLLIN: while (etcd_watch_take(w, &b) > 0) {
+ *         apply b->events[0..n) in order;
+ *         if (b->compact_revision) { range again -> R2; diff; etcd_watch_restart(w, R2 + 1); }
+ *         etcd_watch_batch_free(b);
+ *     }
+ * Leases the same way: etcd_lease_new, put keys with etcd_lease_id(), and on EPOLLIN of
+ * etcd_lease_fd(): if (etcd_lease_lost(l)) { etcd_lease_regrant(l, &err); put the keys again; } */
 #ifndef CLUSTERF_ETCD_H
 #define CLUSTERF_ETCD_H
 
@@ -71,7 +82,7 @@ typedef struct etcd_kvs {
     etcd_kv *kvs;
     size_t n;
     int64_t revision;  /* the store revision the whole range was read at */
-    void *priv_;
+    void *priv_;       /* owned memory (keys and values); do not touch */
 } etcd_kvs;
 
 void etcd_kvs_free(etcd_kvs *kvs);
@@ -152,7 +163,6 @@ typedef struct etcd_watch_batch {
     size_t n;
     int64_t compact_revision;
     etcd_error err;
-    void *priv_;
 } etcd_watch_batch;
 
 /* Watch every key starting with prefix, delivering events from start_revision on (usually the

@@ -45,8 +45,9 @@ size_t etcd_client_pick(etcd_client *c, char **token, uint64_t *token_gen);
 /* Move to the next endpoint unless someone already moved away from `from`. */
 void etcd_client_rotate(etcd_client *c, size_t from);
 
-/* Call policy for etcd_unary. */
-enum etcd_retry { ETCD_RETRY_ALWAYS, ETCD_RETRY_UNSENT, ETCD_RETRY_NONE };
+/* Call policy for etcd_unary: retry elsewhere after UNAVAILABLE always (reads, and writes that
+ * may safely apply twice), or only when the call cannot have been sent (Txn, Compact). */
+enum etcd_retry { ETCD_RETRY_ALWAYS, ETCD_RETRY_UNSENT };
 
 /* ---- call.c ---- */
 /* Synchronous unary call: method path, packed request; on success *resp (malloc'd) and

@@ -14,6 +14,8 @@
 
 enum { TAG_START, TAG_RECV, TAG_SEND, TAG_STATUS };
 
+static void finish(struct etcd_stream *s);
+
 void etcd_stream_init(struct etcd_stream *s, etcd_client *c, const char *method, void *owner,
                       void (*on_message)(void *, const uint8_t *, size_t),
                       void (*on_closed)(void *, int, const char *))
@@ -93,6 +95,7 @@ int etcd_stream_open(struct etcd_stream *s, bool refresh_auth, etcd_error *err)
     grpc_metadata_array_init(&s->trailing_md);
     s->details = grpc_empty_slice();
     s->error_string = NULL;
+    s->status = GRPC_STATUS_UNKNOWN;  /* until the status op reports */
     grpc_op ops[2];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -110,8 +113,10 @@ int etcd_stream_open(struct etcd_stream *s, bool refresh_auth, etcd_error *err)
     ok = start(s, ops, 1, &s->t_status) && ok;
     ok = ok && arm_recv(s);
     if (!ok) {
-        etcd_stream_cancel(s);
         etcd_err_set(err, ETCD_ERR_LOCAL, s->c->eps[s->ep].url, "cannot start %s", s->method);
+        etcd_stream_cancel(s);
+        if (s->pending == 0)  /* nothing will complete: release the call now */
+            finish(s);
         return -EIO;
     }
     return 0;

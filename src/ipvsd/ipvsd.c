@@ -84,8 +84,6 @@ static void log_lb_warnings(ipvsd *d, const lb_table *t)
         nameset_add(&d->warned, w);
         log_warn("msg=\"table warning\" warning=%s", log_quote(q, sizeof q, w));
     }
-    for (size_t i = 0; i < t->conflicts.n; i++)
-        nameset_add(&d->conflicted, t->conflicts.v[i]);
 }
 
 static const char *outcome_name(enum ipvs_outcome o)
@@ -139,7 +137,6 @@ void ipvsd_pass_full(ipvsd *d, const char *why)
     lb_table t;
     lb_table_init(&t);
     reconcile_result res = {0};
-    nameset_clear(&d->conflicted);
     if (lb_compute_all(d->cfg, &t) < 0) {
         log_error("msg=\"cannot compute the table\" error=\"out of memory\"");
         return;
@@ -179,14 +176,12 @@ static void pass_dirty(ipvsd *d)
         ipvsd_pass_full(d, d->all_dirty ? "routes" : "mirror-out-of-date");
         return;
     }
-    size_t pos = 0;
-    bytemap_entry *e = NULL;
-    while (bytemap_next(&d->conflicted, &pos, &e))
-        nameset_add(&d->dirty, e->val);
+    /* The store names both sides of a conflict as touched, so the loser of a conflict is
+     * recomputed (and takes the key over) when the winner changes. */
     bytemap work = d->dirty;
     memset(&d->dirty, 0, sizeof d->dirty);
-    pos = 0;
-    e = NULL;
+    size_t pos = 0;
+    bytemap_entry *e = NULL;
     while (bytemap_next(&work, &pos, &e))
         pass_service(d, e->val);
     nameset_clear(&work);
@@ -335,7 +330,6 @@ static void teardown(ipvsd *d)
     ipvs_conn_free(d->conn);
     config_store_free(d->cfg);
     nameset_clear(&d->dirty);
-    nameset_clear(&d->conflicted);
     nameset_clear(&d->warned);
     int fds[] = {d->ep, d->sig_fd, d->coalesce_fd, d->resync_fd, d->retry_fd, d->local_fd, d->inotify_fd};
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)

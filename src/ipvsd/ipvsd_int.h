@@ -26,7 +26,6 @@ typedef struct ipvsd {
     reconcile *rec;
     config_store *cfg;
     bytemap dirty;          /* service name -> strdup'd name, to recompute */
-    bytemap conflicted;     /* services that lost a conflict: recomputed with every pass */
     bytemap warned;         /* warnings already logged */
     bool all_dirty;         /* a route changed: every service */
     bool loaded;            /* the first etcd read is done */

@@ -1,6 +1,7 @@
 /* lb.c -- the desired IPVS table of one clusterf service or of all of them, from the merged
  * config: service keys and attributes, conflicts, per-backend route lookup, destination
  * address/port/method, merging of equal destinations. Pure: no I/O, no logging. */
+#include "common/vec.h"
 #include "lb/lb.h"
 
 #include <arpa/inet.h>
@@ -36,20 +37,6 @@ typedef struct run {
     int err;
 } run;
 
-static int grow(void **v, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 0;
-    size_t cap2 = *cap ? *cap * 2 : 8;
-    while (cap2 < need)
-        cap2 *= 2;
-    void *p = realloc(*v, cap2 * elem);
-    if (!p)
-        return -ENOMEM;
-    *v = p;
-    *cap = cap2;
-    return 0;
-}
 
 void lb_table_init(lb_table *t)
 {
@@ -184,7 +171,7 @@ static int add_services(run *r, const char *name, const config_frontend *fe)
                 return -ENOMEM;
             continue;
         }
-        if (grow((void **)&t->services, &t->cap, t->n_services + 1, sizeof *t->services) < 0 ||
+        if (vec_grow((void **)&t->services, &t->cap, t->n_services + 1, sizeof *t->services) < 0 ||
             !(ls.owner = strdup(name)))
             return -ENOMEM;
         t->services[t->n_services++] = ls;
@@ -244,7 +231,7 @@ static int backend_cb(const char *name, const config_backend *be, void *ctx)
         cand_list *l = &r->cands[i];
         if (!dest_for(r, &r->out->services[r->first + (size_t)i], be, &c.d))
             continue;
-        if (grow((void **)&l->v, &l->cap, l->n + 1, sizeof *l->v) < 0)
+        if (vec_grow((void **)&l->v, &l->cap, l->n + 1, sizeof *l->v) < 0)
             return r->err = -ENOMEM;
         l->v[l->n++] = c;
     }

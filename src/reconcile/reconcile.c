@@ -7,6 +7,8 @@
  * order, so one batch carries a whole pass. */
 #include "reconcile/reconcile_int.h"
 
+#include "common/vec.h"
+
 #include <errno.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -115,14 +117,8 @@ static int mentry_put_dest(mentry *m, const struct ipvs_dest *d)
         m->dests[i] = *d;
         return 0;
     }
-    if (m->n_dests == m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 4;
-        struct ipvs_dest *nd = realloc(m->dests, cap * sizeof *nd);
-        if (!nd)
-            return -ENOMEM;
-        m->dests = nd;
-        m->cap = cap;
-    }
+    if (vec_grow((void **)&m->dests, &m->cap, m->n_dests + 1, sizeof *m->dests) < 0)
+        return -ENOMEM;
     memmove(&m->dests[i + 1], &m->dests[i], (m->n_dests - i) * sizeof *m->dests);
     m->dests[i] = *d;
     m->n_dests++;

@@ -217,7 +217,7 @@ static void test_fragment(void)
     etcd_error err = {0};
     int64_t start = head_revision() + 1, rev = 0;
     for (int i = 0; i < K; i++) {
-        char key[16];
+        char key[32];
         snprintf(key, sizeof key, "/frag/%d", i);
         memset(val, 'a' + i, SIZE);
         CHECK_INT(etcd_put(C, key, strlen(key), val, SIZE, 0, &rev, &err), 0);

@@ -293,6 +293,22 @@ static void test_sources_and_stale(void)
     config_store_free(s);
 }
 
+/* Found by fuzz_store: the same route value arriving from a second source moves the route in
+ * force to that source's slot; a later change of the first source must not leak through. */
+static void test_route_source_switch(void)
+{
+    config_store *s = new_store(false);
+    const char *gw = "{\"Prefix4\":\"10.7.0.0/24\",\"Gateway4\":\"10.9.9.9\",\"IpvsMethod\":\"masq\"}";
+    put(s, "services/w/frontend", "{\"ipv4\":\"10.0.0.1\",\"tcp\":80}");
+    put(s, "services/w/backends/a", "{\"ipv4\":\"10.7.0.1\",\"tcp\":2}");
+    put(s, "routes/g2", gw);
+    CHECK_TABLE(s, "w", "TCP 10.0.0.1:80 wlc flags=0x0 timeout=0 " NM4 " owner=w\n  -> 10.9.9.9:80 masq 10\n");
+    put_src(s, CONFIG_SOURCE_LOCAL, "routes/g2", gw);
+    put(s, "routes/g2", "{\"Prefix4\":\"10.7.0.0/24\"}");
+    CHECK_TABLE(s, "w", "TCP 10.0.0.1:80 wlc flags=0x0 timeout=0 " NM4 " owner=w\n  -> 10.9.9.9:80 masq 10\n");
+    config_store_free(s);
+}
+
 /* The same keys in two orders give the same table. */
 static void test_deterministic(void)
 {
@@ -335,6 +351,8 @@ static unsigned rnd(unsigned n)
     return (unsigned)(rng % n);
 }
 
+static bool route_heavy; /* second phase: mostly route events over few names and values */
+
 /* A random event over a small key space, values often valid, sometimes not. */
 static void random_event(char *key, size_t ks, char *val, size_t vs, bool *is_del, int *src)
 {
@@ -342,16 +360,19 @@ static void random_event(char *key, size_t ks, char *val, size_t vs, bool *is_de
     static const char *nets[] = {"10.6.0.0/16", "10.6.1.0/24", "10.7.0.0/16", "0.0.0.0/0"};
     static const char *methods[] = {"masq", "droute", "tunnel", "filter"};
     *is_del = rnd(5) == 0;
-    *src = rnd(4) == 0 ? CONFIG_SOURCE_LOCAL : CONFIG_SOURCE_ETCD;
-    unsigned k = rnd(10);
+    *src = rnd(4) == 0 ? CONFIG_SOURCE_LOCAL : rnd(6) == 0 ? CONFIG_SOURCE_ADVERTISED : CONFIG_SOURCE_ETCD;
+    unsigned k = route_heavy && rnd(3) ? 2 : rnd(10);
     if (k < 2) {
         snprintf(key, ks, "services/%s/frontend", svc_names[rnd(NSVC)]);
         snprintf(val, vs, "{\"ipv4\":\"%s\",\"tcp\":%u%s}", vips[rnd(2)], 80 + rnd(2),
                  rnd(3) ? ",\"udp\":53" : "");
     } else if (k < 3) {
-        snprintf(key, ks, "routes/r%u", rnd(4));
-        snprintf(val, vs, "{\"Prefix4\":\"%s\"%s,\"IpvsMethod\":\"%s\"}", nets[rnd(4)],
-                 rnd(2) ? ",\"Gateway4\":\"10.9.9.9\"" : "", methods[rnd(4)]);
+        snprintf(key, ks, "routes/r%u", rnd(route_heavy ? 2 : 3));
+        if (rnd(2)) /* few distinct values, so two sources often hold equal ones */
+            snprintf(val, vs, "{\"Prefix4\":\"%s\",\"Gateway4\":\"10.9.9.9\"}", nets[rnd(2)]);
+        else
+            snprintf(val, vs, "{\"Prefix4\":\"%s\"%s,\"IpvsMethod\":\"%s\"}", nets[rnd(4)],
+                     rnd(2) ? ",\"Gateway4\":\"10.9.9.9\"" : "", methods[rnd(4)]);
     } else {
         snprintf(key, ks, "services/%s/backends/b%u", svc_names[rnd(NSVC)], rnd(6));
         snprintf(val, vs, "{\"ipv4\":\"10.%u.%u.%u\",\"tcp\":%u,\"udp\":53,\"weight\":%u}", 6 + rnd(2),
@@ -359,7 +380,7 @@ static void random_event(char *key, size_t ks, char *val, size_t vs, bool *is_de
     }
 }
 
-static void test_incremental_equals_full(void)
+static void incremental_equals_full(void)
 {
     config_store *s = new_store(rnd(2));
     char *cur[NSVC] = {0};
@@ -402,6 +423,14 @@ static void test_incremental_equals_full(void)
     config_store_free(s);
 }
 
+static void test_incremental_equals_full(void)
+{
+    for (int round = 0; round < 4 && !check_failed(); round++) {
+        route_heavy = round % 2;
+        incremental_equals_full();
+    }
+}
+
 int main(int argc, char **argv)
 {
     check_init(argc, argv);
@@ -413,6 +442,7 @@ int main(int argc, char **argv)
     check_run("merge_methods_and_cap", test_merge_methods_and_cap);
     check_run("conflicts", test_conflicts);
     check_run("sources_and_stale", test_sources_and_stale);
+    check_run("route_source_switch", test_route_source_switch);
     check_run("deterministic", test_deterministic);
     check_run("incremental_equals_full", test_incremental_equals_full);
     return check_end();

@@ -42,12 +42,19 @@ stop_ipvs() {  # stop_ipvs [SIGNAL]
     IPVS_PID=
 }
 
-# The kernel table as `ipvsadm -L -n --sort` shows it, without its header, spaces squeezed.
-table() { ipvsadm -L -n --sort | tail -n +4 | sed 's/^ *//; s/[[:space:]][[:space:]]*/ /g; s/ $//'; }
+# canon: a listing with spaces squeezed, services sorted, each with its dests sorted under it
+# (ipvsadm --sort orders addresses by their bytes read as a host-order integer).
+canon() {
+    sed 's/^ *//; s/[[:space:]][[:space:]]*/ /g; s/ $//' | grep -v '^$' |
+        awk '/^->/ { print svc "|" $0; next } { svc = $0; print svc }' | sort | sed 's/^[^|]*|//'
+}
+
+# The kernel table as `ipvsadm -L -n` shows it, without its header, canonical.
+table() { ipvsadm -L -n | tail -n +4 | canon; }
 
 # expect NAME EXPECTED: wait up to 20 s for table() to equal EXPECTED (lines, '|' separated).
 expect() {
-    want=$(printf '%s\n' "$2" | tr '|' '\n' | sed 's/^ *//; s/ *$//' | grep -v '^$')
+    want=$(printf '%s\n' "$2" | tr '|' '\n' | canon)
     i=0
     while [ "$(table)" != "$want" ]; do
         i=$((i + 1))
@@ -174,18 +181,35 @@ scenario_foreign_drift_invalid() {
 }
 
 scenario_restart() {
+    ec del --prefix /clusterf/services/web/backends
     ipvsadm -A -t 192.0.2.1:22 -s rr
     ec put /clusterf/services/web/frontend '{"ipv4":"10.107.107.107","tcp":80}'
     ec put /clusterf/services/old/frontend '{"ipv4":"10.107.107.108","tcp":80}'
     expect "restart: before" "TCP 10.107.107.107:80 wlc|TCP 10.107.107.108:80 wlc|TCP 192.0.2.1:22 rr"
     stop_ipvs TERM
     check "restart: SIGTERM leaves the table as it is" \
-        test "$(table)" = "$(printf 'TCP 10.107.107.107:80 wlc\nTCP 10.107.107.108:80 wlc\nTCP 192.0.2.1:22 rr')"
+        test "$(table)" = "$(printf 'TCP 10.107.107.107:80 wlc\nTCP 10.107.107.108:80 wlc\nTCP 192.0.2.1:22 rr' | canon)"
     ec del --prefix /clusterf/services/old
     start_ipvs
     expect "restart: a service deleted while stopped is removed; foreign kept" \
         "TCP 10.107.107.107:80 wlc|TCP 192.0.2.1:22 rr"
     ipvsadm -D -t 192.0.2.1:22
+}
+
+scenario_sighup() {
+    stop_ipvs
+    ec put /clusterf/services/web/frontend '{"ipv4":"10.107.107.107","tcp":80}'
+    starts=$(grep -c 'msg="etcd read"' $LOG)
+    start_ipvs --resync-interval=0
+    wait_for "sighup: the daemon has read etcd" 20 sh -c "[ \$(grep -c 'msg=\"etcd read\"' $LOG) -gt $starts ]"
+    expect "sighup: before" "TCP 10.107.107.107:80 wlc"
+    ipvsadm -D -t 10.107.107.107:80
+    sleep 1
+    check "sighup: no periodic resync with --resync-interval=0" sh -c '! ipvsadm -L -n | grep -q 10.107.107.107:80'
+    kill -HUP $IPVS_PID
+    expect "sighup: SIGHUP repairs at once" "TCP 10.107.107.107:80 wlc"
+    stop_ipvs
+    start_ipvs
 }
 
 scenario_etcd_restart() {
@@ -351,12 +375,13 @@ scenario_packets() {
 
 start_etcd || { echo "guest_clusterf_ipvs: 0 passed, 1 failed, 0 skipped"; exit 1; }
 start_ipvs
-for s in seed routes families foreign_drift_invalid restart etcd_restart local_tree status advertise packets; do
+for s in seed routes families foreign_drift_invalid restart sighup etcd_restart local_tree status advertise packets; do
     want "$s" || continue
     echo "== $s"
     case $s in
         seed) scenario_seed;; routes) scenario_routes;; families) scenario_families;;
         foreign_drift_invalid) scenario_foreign_drift_invalid;; restart) scenario_restart;;
+        sighup) scenario_sighup;;
         etcd_restart) scenario_etcd_restart;; local_tree) scenario_local_tree;; status) scenario_status;;
         advertise) scenario_advertise;; packets) scenario_packets;;
     esac
