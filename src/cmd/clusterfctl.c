@@ -1,13 +1,209 @@
-/* clusterfctl.c -- placeholder main until its issue lands: says so and exits 2. */
+/* clusterfctl.c -- main of the operator tool: pick the command, parse its flags (the shared
+ * etcd set plus the command's own), hand them to src/ctl/. Exit status: see ctl.h. */
+#include "common/flags.h"
+#include "common/log.h"
+#include "config/config.h"
+#include "ctl/ctl.h"
+#include "etcd/etcd_flags.h"
+
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+static const char usage_top[] =
+    "clusterfctl COMMAND [flags]\n\n"
+    "Commands:\n"
+    "  get        the merged config (etcd + --config-path): every key, its source and state\n"
+    "  validate   check the config; exit 0 valid, 1 invalid keys, 2 usage or connection error\n"
+    "  register   SERVICE BACKEND --ipv4 A [--tcp P]...: a backend under a lease until SIGTERM\n"
+    "  status     the desired IPVS table next to the kernel's; exit 0 in sync, 1 drift\n\n"
+    "clusterfctl COMMAND --help shows the command's flags.";
+
+struct ctl_flags {
+    const char *output, *config_path, *sched, *method, *state_dir, *log_level;
+    const char *ipv4, *ipv6;
+    long tcp, udp, weight;
+    int64_t ttl_ms;
+    bool no_etcd, filter_etcd_routes, help, version;
+};
+
+enum { F_CFG = 1, F_STATUS = 2, F_REGISTER = 4, F_ALL = 7 };
+
+struct cmd {
+    const char *name;
+    unsigned mask;
+    const char *usage;
+};
+
+static const struct cmd cmds[] = {
+    {"get", F_CFG, "clusterfctl get [-o table|json] [--config-path DIR] [flags]\n\n"
+     "Every key of the merged config with its source, kind, state (in-force, shadowed, stale,\n"
+     "invalid), etcd revision and canonical value; invalid keys with their error."},
+    {"validate", F_CFG, "clusterfctl validate [--config-path DIR] [--no-etcd] [flags]\n\n"
+     "Check the config in etcd and/or a local tree: errors with their key, unknown keys and\n"
+     "table conflicts as warnings. Exit 0 when valid, 1 when a key is invalid, 2 on usage or\n"
+     "connection errors."},
+    {"status", F_CFG | F_STATUS, "clusterfctl status [--config-path DIR] [flags]\n\n"
+     "The desired IPVS table (as clusterf-ipvs computes it) next to the kernel's, per service and\n"
+     "destination: ok, missing, differ, extra, stale (created by clusterf-ipvs, no longer\n"
+     "wanted), foreign (left alone). Exit 0 in sync, 1 drift, 2 when IPVS is absent. Needs\n"
+     "CAP_NET_ADMIN; changes nothing."},
+    {"register", F_REGISTER, "clusterfctl register SERVICE BACKEND --ipv4 A [--ipv6 A] [--tcp P] "
+     "[--udp P] [--weight W] [--ttl DURATION] [flags]\n\n"
+     "Put <prefix>/services/SERVICE/backends/BACKEND under a lease and keep it alive until\n"
+     "SIGINT/SIGTERM, then revoke the lease (the key goes at once). If this process dies, the\n"
+     "key expires with the TTL."},
+};
+
+/* Fill defs (etcd flags first) with the flags of the commands in mask. Returns the count. */
+static size_t build_defs(struct ctl_flags *f, etcd_flag_values *ev, unsigned mask, flag_def *defs)
+{
+    const struct { unsigned mask; flag_def d; } all[] = {
+        {F_CFG, {"output", FLAG_STRING, &f->output, "FORMAT", "table or json", 0, 0}},
+        {F_CFG, {"o", FLAG_STRING, &f->output, "FORMAT", "short for --output", 0, 0}},
+        {F_CFG, {"config-path", FLAG_STRING, &f->config_path, "DIR", "local config tree, merged with etcd (wins for the same key)", 0, 0}},
+        {F_CFG, {"no-etcd", FLAG_BOOL, &f->no_etcd, NULL, "read only --config-path, not etcd", 0, 0}},
+        {F_CFG, {"filter-etcd-routes", FLAG_BOOL, &f->filter_etcd_routes, NULL, "ignore routes from etcd, as clusterf-ipvs does with it", 0, 0}},
+        {F_CFG, {"ipvs-sched", FLAG_STRING, &f->sched, "NAME", "scheduler of frontends that name none (as clusterf-ipvs)", 0, 0}},
+        {F_CFG | F_REGISTER, {"ipvs-fwd-method", FLAG_STRING, &f->method, "METHOD", "forwarding of backends no route covers (as clusterf-ipvs)", 0, 0}},
+        {F_STATUS, {"state-dir", FLAG_STRING, &f->state_dir, "DIR", "clusterf-ipvs's state dir: tells its stale services from foreign ones", 0, 0}},
+        {F_REGISTER, {"ipv4", FLAG_STRING, &f->ipv4, "ADDR", "the backend's IPv4 address", 0, 0}},
+        {F_REGISTER, {"ipv6", FLAG_STRING, &f->ipv6, "ADDR", "the backend's IPv6 address", 0, 0}},
+        {F_REGISTER, {"tcp", FLAG_INT, &f->tcp, "PORT", "TCP port (-1 = none)", 1, 65535}},
+        {F_REGISTER, {"udp", FLAG_INT, &f->udp, "PORT", "UDP port (-1 = none)", 1, 65535}},
+        {F_REGISTER, {"weight", FLAG_INT, &f->weight, "W", "weight 0..65535 (-1 = the default, 10)", 0, 65535}},
+        {F_REGISTER, {"ttl", FLAG_DURATION, &f->ttl_ms, "DURATION", "lease TTL (kept alive every TTL/3)", 0, 0}},
+        {F_REGISTER, {"log-level", FLAG_STRING, &f->log_level, "LEVEL", "debug, info, warn or error", 0, 0}},
+        {F_ALL, {"help", FLAG_BOOL, &f->help, NULL, "show this help", 0, 0}},
+        {F_ALL, {"version", FLAG_BOOL, &f->version, NULL, "show the version", 0, 0}},
+    };
+    etcd_flags_defs(ev, defs);
+    size_t n = ETCD_FLAGS_COUNT;
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (all[i].mask & mask)
+            defs[n++] = all[i].d;
+    defs[n] = (flag_def){NULL, 0, NULL, NULL, NULL, 0, 0};
+    return n;
+}
+
+/* Flag values -> ctl_options. 0 or -1 (printed). */
+static int build_options(struct ctl_flags *f, etcd_flag_values *ev, ctl_options *o)
+{
+    char err[512];
+    enum log_level lvl;
+    enum config_method m;
+    if (log_parse_level(f->log_level, &lvl) < 0) {
+        fprintf(stderr, "clusterfctl: --log-level: \"%s\" is not debug, info, warn or error\n", f->log_level);
+        return -1;
+    }
+    log_set_level(lvl);
+    if (strcmp(f->output, "table") != 0 && strcmp(f->output, "json") != 0) {
+        fprintf(stderr, "clusterfctl: --output: \"%s\" is not table or json\n", f->output);
+        return -1;
+    }
+    if (config_parse_method(f->method, &m) < 0 || m == CONFIG_METHOD_FILTER) {
+        fprintf(stderr, "clusterfctl: --ipvs-fwd-method: \"%s\" is not masq, droute or tunnel\n", f->method);
+        return -1;
+    }
+    if (!config_sched_valid(f->sched)) {
+        fprintf(stderr, "clusterfctl: --ipvs-sched: \"%s\" is not a scheduler name (1-15 of a-z 0-9 _)\n", f->sched);
+        return -1;
+    }
+    if (f->no_etcd && !f->config_path) {
+        fprintf(stderr, "clusterfctl: --no-etcd: needs --config-path\n");
+        return -1;
+    }
+    if (etcd_flags_config(ev, &o->etcd, err, sizeof err) < 0) {
+        fprintf(stderr, "clusterfctl: %s\n", err);
+        return -1;
+    }
+    config_defaults_init(&o->config.defaults);
+    o->config.defaults.method = m;
+    snprintf(o->config.defaults.sched, sizeof o->config.defaults.sched, "%s", f->sched);
+    o->config.filter_etcd_routes = f->filter_etcd_routes;
+    o->prefix = ev->prefix;
+    o->config_path = f->config_path;
+    o->no_etcd = f->no_etcd;
+    o->json = strcmp(f->output, "json") == 0;
+    o->out = stdout;
+    o->err = stderr;
+    return 0;
+}
+
+/* Run the command with its positional arguments. */
+static int run(const struct cmd *c, struct ctl_flags *f, ctl_options *o, int argc, char **argv)
+{
+    int want = strcmp(c->name, "register") == 0 ? 2 : 0;
+    if (argc != want) {
+        if (argc > want)
+            fprintf(stderr, "clusterfctl: %s: unexpected argument \"%s\" (see --help)\n", c->name, argv[want]);
+        else
+            fprintf(stderr, "clusterfctl: %s: needs SERVICE and BACKEND (see --help)\n", c->name);
+        return CTL_EXIT_USAGE;
+    }
+    if (strcmp(c->name, "get") == 0)
+        return ctl_get(o);
+    if (strcmp(c->name, "validate") == 0)
+        return ctl_validate(o);
+    if (strcmp(c->name, "status") == 0) {
+        char state[4096];
+        snprintf(state, sizeof state, "%s/ipvs-owned", f->state_dir);
+        o->state_path = f->state_dir[0] ? state : NULL;
+        return ctl_status(o);
+    }
+    ctl_register_args a = {argv[0], argv[1], f->ipv4, f->ipv6, f->tcp, f->udp, f->weight, f->ttl_ms};
+    return ctl_register(o, &a);
+}
+
+/* No command: --help, --version, or a usage error. */
+static int no_command(int argc, char **argv)
+{
+    const char *a = argc > 1 ? argv[1] : "";
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-help") == 0 || strcmp(a, "-h") == 0) {
+        printf("Usage: %s\n", usage_top);
+        return 0;
+    }
+    if (strcmp(a, "--version") == 0 || strcmp(a, "-version") == 0) {
+        printf("clusterfctl %s\n", CLUSTERF_VERSION);
+        return 0;
+    }
+    if (argc > 1)
+        fprintf(stderr, "clusterfctl: \"%s\" is not a command (get, validate, register, status)\n", a);
+    else
+        fprintf(stderr, "Usage: %s\n", usage_top);
+    return CTL_EXIT_USAGE;
+}
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-help") == 0)) {
-        printf("clusterfctl: not implemented yet\n");
+    const struct cmd *c = NULL;
+    for (size_t i = 0; argc > 1 && i < sizeof cmds / sizeof cmds[0]; i++)
+        if (strcmp(argv[1], cmds[i].name) == 0)
+            c = &cmds[i];
+    if (!c)
+        return no_command(argc, argv);
+    struct ctl_flags f = {.output = "table", .sched = "wlc", .method = "masq",
+                          .state_dir = "/run/clusterf", .log_level = "info", .tcp = -1,
+                          .udp = -1, .weight = -1, .ttl_ms = 10000};
+    etcd_flag_values ev;
+    flag_def defs[ETCD_FLAGS_COUNT + 24];
+    build_defs(&f, &ev, c->mask, defs);
+    char err[512];
+    int first = flags_parse(defs, argc - 1, argv + 1, err, sizeof err);
+    if (first < 0) {
+        fprintf(stderr, "clusterfctl: %s: %s\n", c->name, err);
+        return CTL_EXIT_USAGE;
+    }
+    if (f.help) {
+        flags_usage(stdout, c->usage, defs);
         return 0;
     }
-    fprintf(stderr, "clusterfctl: not implemented yet\n");
-    return 2;
+    if (f.version) {
+        printf("clusterfctl %s\n", CLUSTERF_VERSION);
+        return 0;
+    }
+    ctl_options o = {0};
+    if (build_options(&f, &ev, &o) < 0)
+        return CTL_EXIT_USAGE;
+    return run(c, &f, &o, argc - 1 - first, argv + 1 + first);
 }

@@ -1,14 +1,14 @@
 /* ipvsd_source.c -- where the daemon's config comes from: the etcd prefix (one read, then a
  * watch; a re-read after compaction), the -config-path tree (rescanned on inotify), and the
- * route this host advertises into etcd under a lease. */
+ * route this host advertises into etcd under a lease. The reading itself is cfgsource/ (shared
+ * with clusterfctl); this file adds the logging, the watches and the daemon's reactions. */
 #include "ipvsd/ipvsd_int.h"
 
+#include "cfgsource/cfgsource.h"
 #include "common/log.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -16,31 +16,13 @@
 
 /* ---- etcd ---- */
 
-/* The key relative to the prefix ("services/x/frontend"), or NULL when outside it. */
-static const char *relative_key(const ipvsd *d, const uint8_t *key, size_t len, size_t *rel_len)
+/* cfgsource callback: log what a key did and mark the services it touched (ev NULL: the
+ * result of a sync's end). */
+static void on_key(const config_event *ev, const config_result *res, void *ctx)
 {
-    size_t plen = strlen(d->o->prefix);
-    if (len <= plen + 1 || memcmp(key, d->o->prefix, plen) != 0 || key[plen] != '/')
-        return NULL;
-    *rel_len = len - plen - 1;
-    return (const char *)key + plen + 1;
-}
-
-/* Apply one etcd key (put or delete) to the store and mark what it touched. */
-static void apply_etcd_kv(ipvsd *d, bool is_delete, const etcd_kv *kv)
-{
-    size_t rel_len;
-    const char *rel = relative_key(d, kv->key, kv->key_len, &rel_len);
-    if (!rel)
-        return;
-    config_event ev = {CONFIG_SOURCE_ETCD, is_delete, rel, rel_len, (const char *)kv->value,
-                       kv->value_len, kv->mod_revision};
-    config_result res;
-    config_result_init(&res);
-    config_store_apply(d->cfg, &ev, &res);
-    ipvsd_log_result("etcd", rel, rel_len, kv->mod_revision, &res);
-    ipvsd_mark(d, &res);
-    config_result_free(&res);
+    if (ev)
+        ipvsd_log_result(config_source_name(ev->source), ev->key, ev->key_len, ev->revision, res);
+    ipvsd_mark(ctx, res);
 }
 
 static void retry_later(ipvsd *d)
@@ -52,27 +34,19 @@ static void retry_later(ipvsd *d)
  * Returns the revision, or -1 (logged). */
 static int64_t read_prefix(ipvsd *d)
 {
-    etcd_kvs *kvs = NULL;
     etcd_error err = {0};
-    char prefix[512];
-    snprintf(prefix, sizeof prefix, "%s/", d->o->prefix);
-    if (etcd_range_prefix(d->etcd, prefix, strlen(prefix), 0, &kvs, &err) < 0) {
+    int64_t rev = 0;
+    size_t n = 0;
+    int rc = cfgsource_etcd_read(d->etcd, d->o->prefix, d->cfg, on_key, d, &rev, &n, &err);
+    if (rc < 0 && rc != -ENOMEM) {
         log_warn("msg=\"etcd read failed; kernel table kept as it is\" code=%s endpoint=%s error=\"%s\"",
                  etcd_code_name(err.code), err.endpoint[0] ? err.endpoint : "-", err.msg);
         return -1;
     }
-    config_result res;
-    config_result_init(&res);
-    config_store_sync_begin(d->cfg, CONFIG_SOURCE_ETCD);
-    for (size_t i = 0; i < kvs->n; i++)
-        apply_etcd_kv(d, false, &kvs->kvs[i]);
-    config_store_sync_end(d->cfg, CONFIG_SOURCE_ETCD, &res);
-    ipvsd_mark(d, &res);
-    config_result_free(&res);
-    int64_t rev = kvs->revision;
+    if (rc == -ENOMEM)
+        log_error("msg=\"out of memory while reading etcd\" prefix=%s", d->o->prefix);
     log_info("msg=\"etcd read\" prefix=%s keys=%zu revision=%lld invalid=%zu", d->o->prefix,
-             kvs->n, (long long)rev, config_store_invalid_count(d->cfg));
-    etcd_kvs_free(kvs);
+             n, (long long)rev, config_store_invalid_count(d->cfg));
     return rev;
 }
 
@@ -108,7 +82,8 @@ void ipvsd_etcd_watch_ready(ipvsd *d)
     etcd_watch_batch *b = NULL;
     while (etcd_watch_take(d->watch, &b) == 1 && b) {
         for (size_t i = 0; i < b->n; i++)
-            apply_etcd_kv(d, b->events[i].type == ETCD_EVENT_DELETE, &b->events[i].kv);
+            cfgsource_apply_etcd(d->cfg, d->o->prefix, b->events[i].type == ETCD_EVENT_DELETE,
+                                 &b->events[i].kv, on_key, d);
         if (b->err.code)
             log_warn("msg=\"etcd watch interrupted; resuming\" code=%s endpoint=%s error=\"%s\"",
                      etcd_code_name(b->err.code), b->err.endpoint[0] ? b->err.endpoint : "-",
@@ -182,65 +157,20 @@ void ipvsd_lease_ready(ipvsd *d)
 
 /* ---- the local tree ---- */
 
-/* Read one file of the tree and apply it as a LOCAL put. */
-static void local_apply_file(ipvsd *d, const char *path, const char *rel)
+/* cfgsource callback: watch each directory of the tree for changes. */
+static void on_dir(const char *path, void *ctx)
 {
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return;
-    char *buf = malloc(CONFIG_VALUE_MAX + 1);
-    size_t n = buf ? fread(buf, 1, CONFIG_VALUE_MAX + 1, f) : 0;
-    fclose(f);
-    if (!buf)
-        return;
-    config_event ev = {CONFIG_SOURCE_LOCAL, false, rel, strlen(rel), buf, n, 0};
-    config_result res;
-    config_result_init(&res);
-    config_store_apply(d->cfg, &ev, &res);
-    ipvsd_log_result("local", rel, strlen(rel), 0, &res);
-    ipvsd_mark(d, &res);
-    config_result_free(&res);
-    free(buf);
-}
-
-/* Walk dir (rel is its path inside the tree), applying files and watching directories. */
-static void local_walk(ipvsd *d, const char *dir, const char *rel, int depth)
-{
-    if (depth > 4)
-        return;
+    ipvsd *d = ctx;
     if (d->inotify_fd >= 0)
-        inotify_add_watch(d->inotify_fd, dir, IN_CLOSE_WRITE | IN_CREATE | IN_DELETE |
+        inotify_add_watch(d->inotify_fd, path, IN_CLOSE_WRITE | IN_CREATE | IN_DELETE |
                           IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MODIFY);
-    DIR *dh = opendir(dir);
-    if (!dh)
-        return;
-    struct dirent *de;
-    while ((de = readdir(dh))) {
-        if (de->d_name[0] == '.')
-            continue;
-        char path[4096], r[1024];
-        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        snprintf(r, sizeof r, "%s%s%s", rel, rel[0] ? "/" : "", de->d_name);
-        struct stat st;
-        if (stat(path, &st) < 0)
-            continue;
-        if (S_ISDIR(st.st_mode))
-            local_walk(d, path, r, depth + 1);
-        else if (S_ISREG(st.st_mode))
-            local_apply_file(d, path, r);
-    }
-    closedir(dh);
 }
 
 void ipvsd_local_rescan(ipvsd *d)
 {
-    config_result res;
-    config_result_init(&res);
-    config_store_sync_begin(d->cfg, CONFIG_SOURCE_LOCAL);
-    local_walk(d, d->o->config_path, "", 0);
-    config_store_sync_end(d->cfg, CONFIG_SOURCE_LOCAL, &res);
-    ipvsd_mark(d, &res);
-    config_result_free(&res);
+    int rc = cfgsource_local_read(d->cfg, d->o->config_path, on_key, on_dir, d);
+    if (rc == -ENOMEM)
+        log_error("msg=\"out of memory while reading the local tree\" path=%s", d->o->config_path);
     log_debug("msg=\"local tree read\" path=%s", d->o->config_path);
 }
 

@@ -533,6 +533,13 @@ size_t reconcile_owned_count(const reconcile *r)
     return r->owned.n;
 }
 
+bool reconcile_owns(const reconcile *r, const struct ipvs_service *svc)
+{
+    svc_id id;
+    svc_id_of(svc, &id);
+    return owned_has(r, &id);
+}
+
 size_t reconcile_mirror_count(const reconcile *r)
 {
     return r->mirror.n;

@@ -67,6 +67,8 @@ bool reconcile_needs_full(const reconcile *r);
 /* Number of services in the owned set, and in the mirror. */
 size_t reconcile_owned_count(const reconcile *r);
 size_t reconcile_mirror_count(const reconcile *r);
+/* True when svc (by identity) is in the owned set, e.g. as read from the state file. */
+bool reconcile_owns(const reconcile *r, const struct ipvs_service *svc);
 
 /* Convert a desired service / dest to the kernel's terms. */
 void reconcile_lb_to_ipvs_service(const lb_service *in, struct ipvs_service *out);

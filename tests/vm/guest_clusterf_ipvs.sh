@@ -1,6 +1,7 @@
 #!/bin/sh
 # guest_clusterf_ipvs.sh -- clusterf-ipvs end to end inside the scripts/vm-run guest: a real
-# etcd, the real kernel IPVS, checked with ipvsadm and with real packets through a VIP.
+# etcd, the real kernel IPVS, checked with ipvsadm and with real packets through a VIP; and
+# clusterfctl status (desired vs kernel) next to it.
 # Run by tests/vm/test_clusterf_ipvs.sh; prints "guest_clusterf_ipvs: N passed, N failed, 0 skipped".
 # Argument: a substring; only scenarios whose name contains it run.
 set -u
@@ -256,6 +257,54 @@ scenario_local_tree() {
     expect "local: everything cleaned up" ""
 }
 
+# status [FLAGS...]: clusterfctl status into /tmp/status.out; its exit status in $STATUS_RC.
+status() {
+    clusterfctl status --etcd-endpoints=$EP "$@" > /tmp/status.out 2>&1
+    STATUS_RC=$?
+    echo "--- clusterfctl status $* -> $STATUS_RC" >> $LOG; cat /tmp/status.out >> $LOG
+}
+
+# sees NAME REGEX: pass when a line of /tmp/status.out matches REGEX (spaces squeezed).
+sees() {
+    if sed 's/[[:space:]][[:space:]]*/ /g' /tmp/status.out | grep -q "$2"; then ok "$1"
+    else bad "$1"; sed 's/^/    /' /tmp/status.out; fi
+}
+
+scenario_status() {
+    ec put /clusterf/services/st/frontend '{"ipv4":"10.60.0.1","tcp":80}'
+    ec put /clusterf/services/st/backends/a '{"ipv4":"10.61.0.1","tcp":8080}'
+    ec put /clusterf/services/st/backends/b '{"ipv4":"10.61.0.2","tcp":8080,"weight":3}'
+    expect "status: set up" "TCP 10.60.0.1:80 wlc|-> 10.61.0.1:8080 Masq 10 0 0|-> 10.61.0.2:8080 Masq 3 0 0"
+    status
+    check "status: in sync -> exit 0" test $STATUS_RC = 0
+    sees "status: in sync, dest shown ok" "^ok tcp 10.60.0.1:80 10.61.0.2:8080 masq w=3 masq w=3 st$"
+    sees "status: summary says in sync" "^in sync: 1 service(s), 2 destination(s)"
+    stop_ipvs
+    ipvsadm -d -t 10.60.0.1:80 -r 10.61.0.2:8080
+    ipvsadm -e -t 10.60.0.1:80 -r 10.61.0.1:8080 -m -w 5
+    ipvsadm -A -t 192.0.2.7:22 -s rr
+    ipvsadm -a -t 192.0.2.7:22 -r 192.0.2.9:22 -m -w 1
+    status
+    sed 's/^/    /' /tmp/status.out
+    check "status: drift -> exit 1" test $STATUS_RC = 1
+    sees "status: the deleted dest is missing" "^missing tcp 10.60.0.1:80 10.61.0.2:8080 masq w=3 - st$"
+    sees "status: the edited dest differs, both weights shown" "^differ tcp 10.60.0.1:80 10.61.0.1:8080 masq w=10 masq w=5 st$"
+    sees "status: a foreign service is only in the kernel" "^foreign tcp 192.0.2.7:22 - - rr -$"
+    sees "status: drift counted" "^DRIFT: 2 difference(s).*1 foreign service(s) left alone"
+    clusterfctl status --etcd-endpoints=$EP -o json > /tmp/status.json 2>&1
+    check "status: -o json says not in sync" grep -q '"in_sync": false' /tmp/status.json
+    ec del --prefix /clusterf/services/st
+    status
+    check "status: a service clusterf-ipvs created, now deleted from etcd -> exit 1" test $STATUS_RC = 1
+    sees "status: ... shown as stale" "^stale tcp 10.60.0.1:80 - - wlc -$"
+    start_ipvs
+    expect "status: clusterf-ipvs repairs it" "TCP 192.0.2.7:22 rr|-> 192.0.2.9:22 Masq 1 0 0"
+    status
+    check "status: only a foreign service left -> exit 0" test $STATUS_RC = 0
+    sees "status: in sync with the foreign service left alone" "^in sync: 0 service(s), 0 destination(s); 1 foreign"
+    ipvsadm -D -t 192.0.2.7:22
+}
+
 route_present() { [ -n "$(etcdctl --endpoints=$EP get /clusterf/routes/host1 --print-value-only)" ]; }
 route_absent() { ! route_present; }
 
@@ -326,14 +375,14 @@ scenario_packets() {
 
 start_etcd || { echo "guest_clusterf_ipvs: 0 passed, 1 failed, 0 skipped"; exit 1; }
 start_ipvs
-for s in seed routes families foreign_drift_invalid restart sighup etcd_restart local_tree advertise packets; do
+for s in seed routes families foreign_drift_invalid restart sighup etcd_restart local_tree status advertise packets; do
     want "$s" || continue
     echo "== $s"
     case $s in
         seed) scenario_seed;; routes) scenario_routes;; families) scenario_families;;
         foreign_drift_invalid) scenario_foreign_drift_invalid;; restart) scenario_restart;;
         sighup) scenario_sighup;;
-        etcd_restart) scenario_etcd_restart;; local_tree) scenario_local_tree;;
+        etcd_restart) scenario_etcd_restart;; local_tree) scenario_local_tree;; status) scenario_status;;
         advertise) scenario_advertise;; packets) scenario_packets;;
     esac
 done

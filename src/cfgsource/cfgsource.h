@@ -1,0 +1,52 @@
+/* cfgsource.h -- read the clusterf config into a config_store, the same way in the daemon
+ * (clusterf-ipvs) and in the operator tool (clusterfctl): every key under the etcd prefix at
+ * one revision, and the -config-path tree (files at services/<svc>/frontend,
+ * services/<svc>/backends/<b>, routes/<r>).
+ *
+ * Each read is a sync of one source (config_store_sync_begin/_end): keys no longer present
+ * are dropped. Nothing here logs: what each key did comes back through a callback, for the
+ * caller to log (the daemon) or report (clusterfctl). Watching (etcd watch, inotify) stays
+ * with the caller. */
+#ifndef CLUSTERF_CFGSOURCE_H
+#define CLUSTERF_CFGSOURCE_H
+
+#include "config/config.h"
+#include "etcd/etcd.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Called after each key is applied, with the event (source, key relative to the prefix or the
+ * tree, not NUL-terminated, value, etcd mod revision or 0) and what it did; and once at the end
+ * of a sync with ev NULL and the result of sync_end (keys that disappeared). Both are only
+ * valid during the call. */
+typedef void (*cfgsource_key_fn)(const config_event *ev, const config_result *res, void *ctx);
+
+/* Called for each directory of the tree (the root first), e.g. to add an inotify watch. */
+typedef void (*cfgsource_dir_fn)(const char *path, void *ctx);
+
+/* Apply one etcd key (put, or delete when is_delete) under prefix ("/clusterf") to cfg as a
+ * CONFIG_SOURCE_ETCD event; keys outside "<prefix>/" are ignored (fn not called). Returns the
+ * config_store_apply result (0, -EINVAL for an invalid value, -ENOMEM), or 0 when ignored. */
+int cfgsource_apply_etcd(config_store *cfg, const char *prefix, bool is_delete,
+                         const etcd_kv *kv, cfgsource_key_fn fn, void *ctx);
+
+/* Read every key under "<prefix>/" at one revision (paginated) as a sync of the etcd source.
+ * fn (may be NULL) gets each key's result and the sync_end result. On success returns 0 with
+ * *revision and *n_keys (either may be NULL) set; on an etcd failure returns -errno with err
+ * filled and the store unchanged. */
+int cfgsource_etcd_read(etcd_client *c, const char *prefix, config_store *cfg,
+                        cfgsource_key_fn fn, void *ctx, int64_t *revision, size_t *n_keys,
+                        etcd_error *err);
+
+/* Walk the tree at root (at most 4 levels, names starting with '.' skipped, symlinks followed)
+ * and apply every regular file as a CONFIG_SOURCE_LOCAL put of its relative path, as a sync of
+ * the local source. dir_fn (may be NULL) is called for each directory before it is read; fn
+ * (may be NULL) for each file's result and the sync_end result. Unreadable files and
+ * directories are skipped. Returns 0, -ENOTDIR when root is not a directory (then the sync
+ * still ran: every local key is dropped), or -ENOMEM. */
+int cfgsource_local_read(config_store *cfg, const char *root, cfgsource_key_fn fn,
+                         cfgsource_dir_fn dir_fn, void *ctx);
+
+#endif
