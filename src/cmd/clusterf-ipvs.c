@@ -68,18 +68,11 @@ static int build_options(struct ipvs_flags *f, etcd_flag_values *ev, ipvsd_optio
         fprintf(stderr, "clusterf-ipvs: %s\n", err);
         return -1;
     }
-    config_defaults_init(&o->config.defaults);
-    enum config_method m;
-    if (config_parse_method(f->method, &m) < 0 || m == CONFIG_METHOD_FILTER) {
-        fprintf(stderr, "clusterf-ipvs: -ipvs-fwd-method: \"%s\" is not masq, droute or tunnel\n", f->method);
+    config_error cerr;
+    if (config_defaults_parse(&o->config.defaults, f->sched, f->method, &cerr) < 0) {
+        fprintf(stderr, "clusterf-ipvs: %s\n", cerr.msg);
         return -1;
     }
-    if (!config_sched_valid(f->sched)) {
-        fprintf(stderr, "clusterf-ipvs: -ipvs-sched: \"%s\" is not a scheduler name (1-15 of a-z 0-9 _)\n", f->sched);
-        return -1;
-    }
-    o->config.defaults.method = m;
-    snprintf(o->config.defaults.sched, sizeof o->config.defaults.sched, "%s", f->sched);
     o->config.filter_etcd_routes = f->filter_etcd_routes;
     o->prefix = ev->prefix;
     o->config_path = f->config_path;

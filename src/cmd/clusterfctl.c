@@ -91,7 +91,6 @@ static int build_options(struct ctl_flags *f, etcd_flag_values *ev, ctl_options 
 {
     char err[512];
     enum log_level lvl;
-    enum config_method m;
     if (log_parse_level(f->log_level, &lvl) < 0) {
         fprintf(stderr, "clusterfctl: --log-level: \"%s\" is not debug, info, warn or error\n", f->log_level);
         return -1;
@@ -101,12 +100,9 @@ static int build_options(struct ctl_flags *f, etcd_flag_values *ev, ctl_options 
         fprintf(stderr, "clusterfctl: --output: \"%s\" is not table or json\n", f->output);
         return -1;
     }
-    if (config_parse_method(f->method, &m) < 0 || m == CONFIG_METHOD_FILTER) {
-        fprintf(stderr, "clusterfctl: --ipvs-fwd-method: \"%s\" is not masq, droute or tunnel\n", f->method);
-        return -1;
-    }
-    if (!config_sched_valid(f->sched)) {
-        fprintf(stderr, "clusterfctl: --ipvs-sched: \"%s\" is not a scheduler name (1-15 of a-z 0-9 _)\n", f->sched);
+    config_error cerr;
+    if (config_defaults_parse(&o->config.defaults, f->sched, f->method, &cerr) < 0) {
+        fprintf(stderr, "clusterfctl: %s\n", cerr.msg);
         return -1;
     }
     if (f->no_etcd && !f->config_path) {
@@ -117,9 +113,6 @@ static int build_options(struct ctl_flags *f, etcd_flag_values *ev, ctl_options 
         fprintf(stderr, "clusterfctl: %s\n", err);
         return -1;
     }
-    config_defaults_init(&o->config.defaults);
-    o->config.defaults.method = m;
-    snprintf(o->config.defaults.sched, sizeof o->config.defaults.sched, "%s", f->sched);
     o->config.filter_etcd_routes = f->filter_etcd_routes;
     o->prefix = ev->prefix;
     o->config_path = f->config_path;

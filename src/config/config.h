@@ -132,6 +132,12 @@ typedef struct config_defaults {
 /* The defaults of SPEC: wlc, masq. */
 void config_defaults_init(config_defaults *d);
 
+/* Set d from the daemon flags --ipvs-sched (a scheduler name) and --ipvs-fwd-method (masq,
+ * droute or tunnel), shared by clusterf-ipvs and clusterfctl. Returns 0, or -EINVAL with err
+ * naming the flag and the bad value. */
+int config_defaults_parse(config_defaults *d, const char *sched, const char *method,
+                          config_error *err);
+
 /* Parse a key relative to the prefix (len bytes, any bytes). Returns 0, or -ENOENT for a key
  * that is not a clusterf key (err says why; callers report it as a warning and ignore it). */
 int config_parse_key(const char *key, size_t len, config_key *out, config_error *err);

@@ -18,6 +18,26 @@ void config_defaults_init(config_defaults *d)
     d->method = CONFIG_METHOD_MASQ;
 }
 
+int config_defaults_parse(config_defaults *d, const char *sched, const char *method,
+                          config_error *err)
+{
+    enum config_method m;
+    config_defaults_init(d);
+    if (!method || config_parse_method(method, &m) < 0 || m == CONFIG_METHOD_FILTER) {
+        snprintf(err->msg, sizeof err->msg, "--ipvs-fwd-method: \"%.64s\" is not masq, droute or tunnel",
+                 method ? method : "");
+        return -EINVAL;
+    }
+    if (!sched || !config_sched_valid(sched)) {
+        snprintf(err->msg, sizeof err->msg,
+                 "--ipvs-sched: \"%.64s\" is not a scheduler name (1-15 of a-z 0-9 _)", sched ? sched : "");
+        return -EINVAL;
+    }
+    d->method = m;
+    snprintf(d->sched, sizeof d->sched, "%s", sched);
+    return 0;
+}
+
 int config_parse_method(const char *s, enum config_method *out)
 {
     for (int i = 0; i < 4; i++) {
