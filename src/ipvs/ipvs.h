@@ -131,6 +131,13 @@ struct ipvs_counters {
 struct ipvs_iface {
     void *self;
     int (*dump)(void *self, struct ipvs_table **out, struct ipvs_err *err);
+    /* The services alone (no dests), and the dests of one service (an unknown service
+     * gives none, as in the kernel): a reconciler walks a large table one service at a
+     * time with these. */
+    int (*dump_services)(void *self, struct ipvs_service **out, size_t *n,
+                         struct ipvs_err *err);
+    int (*dump_dests)(void *self, const struct ipvs_service *svc, struct ipvs_dest **out,
+                      size_t *n, struct ipvs_err *err);
     int (*apply)(void *self, struct ipvs_op *ops, size_t n, struct ipvs_err *err);
 };
 
@@ -164,6 +171,11 @@ void ipvs_fake_free(ipvs_fake *f);
 struct ipvs_iface ipvs_fake_iface(ipvs_fake *f);
 /* Like ipvs_dump / ipvs_apply, on the in-memory table. */
 int ipvs_fake_dump(ipvs_fake *f, struct ipvs_table **out, struct ipvs_err *err);
+/* As ipvs_dump_services / ipvs_dump_dests (an unknown service has no dests). */
+int ipvs_fake_dump_services(ipvs_fake *f, struct ipvs_service **out, size_t *n,
+                            struct ipvs_err *err);
+int ipvs_fake_dump_dests(ipvs_fake *f, const struct ipvs_service *svc, struct ipvs_dest **out,
+                         size_t *n, struct ipvs_err *err);
 int ipvs_fake_apply(ipvs_fake *f, struct ipvs_op *ops, size_t n, struct ipvs_err *err);
 /* Make a later apply break like a lost exchange: after n_ops more ops, the rest of that call
  * is IPVS_FAILED with code and the call returns code (e.g. -ETIMEDOUT). */

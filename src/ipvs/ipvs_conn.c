@@ -173,6 +173,18 @@ static int iface_dump(void *self, struct ipvs_table **out, struct ipvs_err *err)
     return ipvs_dump(self, out, err);
 }
 
+static int iface_dump_services(void *self, struct ipvs_service **out, size_t *n,
+                               struct ipvs_err *err)
+{
+    return ipvs_dump_services(self, out, n, err);
+}
+
+static int iface_dump_dests(void *self, const struct ipvs_service *svc, struct ipvs_dest **out,
+                            size_t *n, struct ipvs_err *err)
+{
+    return ipvs_dump_dests(self, svc, out, n, err);
+}
+
 static int iface_apply(void *self, struct ipvs_op *ops, size_t n, struct ipvs_err *err)
 {
     return ipvs_apply(self, ops, n, err);
@@ -180,7 +192,9 @@ static int iface_apply(void *self, struct ipvs_op *ops, size_t n, struct ipvs_er
 
 struct ipvs_iface ipvs_conn_iface(ipvs_conn *c)
 {
-    return (struct ipvs_iface){ .self = c, .dump = iface_dump, .apply = iface_apply };
+    return (struct ipvs_iface){ .self = c, .dump = iface_dump,
+                                .dump_services = iface_dump_services,
+                                .dump_dests = iface_dump_dests, .apply = iface_apply };
 }
 
 int ipvs_send(ipvs_conn *c, const void *buf, size_t len)

@@ -301,9 +301,58 @@ oom:
     return -ENOMEM;
 }
 
+static int fake_oom(struct ipvs_err *err)
+{
+    if (err) {
+        err->code = -ENOMEM;
+        strcpy(err->msg, "out of memory");
+    }
+    return -ENOMEM;
+}
+
+int ipvs_fake_dump_services(ipvs_fake *f, struct ipvs_service **out, size_t *n,
+                            struct ipvs_err *err)
+{
+    *n = 0;
+    *out = malloc((f->t.n + 1) * sizeof(**out));
+    if (!*out)
+        return fake_oom(err);
+    for (; *n < f->t.n; (*n)++)
+        (*out)[*n] = f->t.entries[*n].svc;
+    return 0;
+}
+
+int ipvs_fake_dump_dests(ipvs_fake *f, const struct ipvs_service *svc, struct ipvs_dest **out,
+                         size_t *n, struct ipvs_err *err)
+{
+    *out = NULL;
+    *n = 0;
+    const struct ipvs_entry *e = ipvs_table_find(&f->t, svc);
+    size_t have = e ? e->n_dests : 0; /* unknown service: an empty dump, as the kernel */
+    *out = malloc((have + 1) * sizeof(**out));
+    if (!*out)
+        return fake_oom(err);
+    if (have)
+        memcpy(*out, e->dests, have * sizeof(**out));
+    *n = have;
+    return 0;
+}
+
 static int iface_dump(void *self, struct ipvs_table **out, struct ipvs_err *err)
 {
     return ipvs_fake_dump(self, out, err);
+}
+
+static int iface_dump_services(void *self, struct ipvs_service **out, size_t *n,
+                               struct ipvs_err *err)
+{
+    return ipvs_fake_dump_services(self, out, n, err);
+}
+
+static int iface_dump_dests(void *self, const struct ipvs_service *svc, struct ipvs_dest **out,
+                            size_t *n, struct ipvs_err *err)
+{
+    return ipvs_fake_dump_dests(self, svc, out, n, err);
 }
 
 static int iface_apply(void *self, struct ipvs_op *ops, size_t n, struct ipvs_err *err)
@@ -313,5 +362,7 @@ static int iface_apply(void *self, struct ipvs_op *ops, size_t n, struct ipvs_er
 
 struct ipvs_iface ipvs_fake_iface(ipvs_fake *f)
 {
-    return (struct ipvs_iface){ .self = f, .dump = iface_dump, .apply = iface_apply };
+    return (struct ipvs_iface){ .self = f, .dump = iface_dump,
+                                .dump_services = iface_dump_services,
+                                .dump_dests = iface_dump_dests, .apply = iface_apply };
 }

@@ -96,94 +96,164 @@ static const char *outcome_name(enum ipvs_outcome o)
     }
 }
 
-/* One line per op sent, at info (errors at error), then a summary line for the pass. */
-static void log_result(ipvsd *d, const char *pass, const char *scope, const reconcile_result *res)
+/* One op the kernel answered: at debug (at error when it failed). */
+static void log_op(void *ctx, const struct ipvs_op *op)
 {
-    for (size_t i = 0; i < res->ops.n; i++) {
-        const struct ipvs_op *op = &res->ops.ops[i];
-        char svc[96], dst[96] = "", q1[128], q2[128];
-        ipvs_service_str(&op->svc, svc, sizeof svc);
-        bool is_dest = op->kind == IPVS_OP_ADD_DEST || op->kind == IPVS_OP_EDIT_DEST ||
-                       op->kind == IPVS_OP_DEL_DEST;
-        if (is_dest)
-            ipvs_dest_str(&op->svc, &op->dest, dst, sizeof dst);
-        char detail[160] = "";
-        if (is_dest)
-            snprintf(detail, sizeof detail, " dest=%s fwd=%s weight=%u", log_quote(q2, sizeof q2, dst),
-                     ipvs_fwd_name(op->dest.fwd), op->dest.weight);
-        else if (op->kind != IPVS_OP_DEL_SERVICE && op->kind != IPVS_OP_FLUSH)
-            snprintf(detail, sizeof detail, " sched=%s flags=0x%x timeout=%u",
-                     op->svc.sched[0] ? op->svc.sched : "wlc", op->svc.flags, op->svc.timeout);
-        enum log_level lvl = op->outcome == IPVS_FAILED ? LOG_LEVEL_ERROR : LOG_LEVEL_INFO;
-        log_msg(lvl, "msg=\"%s\" op=%s service=%s%s result=%s%s%s%s",
-                d->o->dry_run ? "ipvs op (dry-run)" : "ipvs op", ipvs_op_name(op->kind),
-                log_quote(q1, sizeof q1, svc), detail, outcome_name(op->outcome),
-                op->error ? " error=\"" : "", op->error ? strerror(-op->error) : "",
-                op->error ? "\"" : "");
+    ipvsd *d = ctx;
+    enum log_level lvl = op->outcome == IPVS_FAILED ? LOG_LEVEL_ERROR : LOG_LEVEL_DEBUG;
+    if (lvl < log_get_level())
+        return;
+    char svc[96], dst[96] = "", q1[128], q2[128], detail[160] = "";
+    ipvs_service_str(&op->svc, svc, sizeof svc);
+    bool is_dest = op->kind == IPVS_OP_ADD_DEST || op->kind == IPVS_OP_EDIT_DEST ||
+                   op->kind == IPVS_OP_DEL_DEST;
+    if (is_dest) {
+        ipvs_dest_str(&op->svc, &op->dest, dst, sizeof dst);
+        snprintf(detail, sizeof detail, " dest=%s fwd=%s weight=%u", log_quote(q2, sizeof q2, dst),
+                 ipvs_fwd_name(op->dest.fwd), op->dest.weight);
+    } else if (op->kind != IPVS_OP_DEL_SERVICE && op->kind != IPVS_OP_FLUSH) {
+        snprintf(detail, sizeof detail, " sched=%s flags=0x%x timeout=%u",
+                 op->svc.sched[0] ? op->svc.sched : "wlc", op->svc.flags, op->svc.timeout);
     }
+    log_msg(lvl, "msg=\"%s\" op=%s service=%s%s result=%s%s%s%s",
+            d->o->dry_run ? "ipvs op (dry-run)" : "ipvs op", ipvs_op_name(op->kind),
+            log_quote(q1, sizeof q1, svc), detail, outcome_name(op->outcome),
+            op->error ? " error=\"" : "", op->error ? strerror(-op->error) : "",
+            op->error ? "\"" : "");
+}
+
+/* A result whose ops are logged by log_op. */
+static reconcile_result result_for(ipvsd *d)
+{
+    return (reconcile_result){.on_op = log_op, .ctx = d};
+}
+
+/* One summary line for a pass: at info when it changed something, at error when it failed. */
+static void log_result(const char *pass, const char *scope, const reconcile_result *res,
+                       int64_t ms, const char *extra)
+{
     size_t changes = reconcile_result_changes(res);
     enum log_level lvl = res->failed || res->error[0] ? LOG_LEVEL_ERROR
                        : changes ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG;
     char q[400], qs[300];
     log_msg(lvl, "msg=\"reconciled\" pass=%s scope=%s services_added=%zu services_changed=%zu "
-            "services_deleted=%zu dests_added=%zu dests_changed=%zu dests_deleted=%zu failed=%zu%s%s",
+            "services_deleted=%zu dests_added=%zu dests_changed=%zu dests_deleted=%zu failed=%zu "
+            "duration_ms=%lld%s%s%s",
             pass, log_quote(qs, sizeof qs, scope), res->svc_added, res->svc_changed,
             res->svc_deleted, res->dest_added, res->dest_changed, res->dest_deleted, res->failed,
-            res->error[0] ? " error=" : "", res->error[0] ? log_quote(q, sizeof q, res->error) : "");
+            (long long)ms, extra, res->error[0] ? " error=" : "",
+            res->error[0] ? log_quote(q, sizeof q, res->error) : "");
+}
+
+/* The full pass is over: log it, and run what waited for it. */
+static void full_end(ipvsd *d)
+{
+    char extra[96];
+    snprintf(extra, sizeof extra, " slices=%zu longest_slice_ms=%lld", d->full_slices,
+             (long long)d->full_longest_ms);
+    log_result("full", d->full_why, &d->full_res, clock_now_ms() - d->full_t0, extra);
+    if (strcmp(d->full_why, "resync") == 0 && reconcile_result_changes(&d->full_res))
+        log_warn("msg=\"drift repaired\" changes=%zu", reconcile_result_changes(&d->full_res));
+    lb_table_free(&d->full_table);
+    if (d->full_again) {
+        d->full_again = false;
+        ipvsd_pass_full(d, "queued");
+    } else if (d->dirty.n || d->all_dirty || reconcile_needs_full(d->rec)) {
+        ipvsd_timer(d->coalesce_fd, 1);
+    }
+}
+
+/* Run the full pass for up to FULL_SLICE_MS, then give the loop back. */
+static void full_slice(ipvsd *d)
+{
+    int64_t t0 = clock_now_ms(), now = t0;
+    int rc = 1;
+    while (rc > 0 && now - t0 < FULL_SLICE_MS) {
+        rc = reconcile_full_step(d->rec, FULL_STEP_SERVICES, &d->full_res);
+        now = clock_now_ms();
+    }
+    d->full_slices++;
+    if (now - t0 > d->full_longest_ms)
+        d->full_longest_ms = now - t0;
+    if (rc <= 0)
+        full_end(d);
 }
 
 void ipvsd_pass_full(ipvsd *d, const char *why)
 {
-    lb_table t;
-    lb_table_init(&t);
-    reconcile_result res = {0};
-    if (lb_compute_all(d->cfg, &t) < 0) {
+    if (reconcile_full_running(d->rec)) {
+        d->full_again = true; /* the running pass may predate what asked for this one */
+        return;
+    }
+    d->full_t0 = clock_now_ms();
+    d->full_slices = 0;
+    d->full_longest_ms = 0;
+    snprintf(d->full_why, sizeof d->full_why, "%s", why);
+    d->full_res = result_for(d);
+    d->all_dirty = false;
+    nameset_clear(&d->dirty);
+    if (lb_compute_all(d->cfg, &d->full_table) < 0) {
         log_error("msg=\"cannot compute the table\" error=\"out of memory\"");
         return;
     }
-    log_lb_warnings(d, &t);
-    reconcile_full(d->rec, &t, &res);
-    log_result(d, "full", why, &res);
-    if (strcmp(why, "resync") == 0 && reconcile_result_changes(&res))
-        log_warn("msg=\"drift repaired\" changes=%zu", reconcile_result_changes(&res));
-    reconcile_result_free(&res);
-    lb_table_free(&t);
-    d->all_dirty = false;
-    nameset_clear(&d->dirty);
-}
-
-/* Recompute and reconcile one clusterf service from the mirror. */
-static void pass_service(ipvsd *d, const char *name)
-{
-    lb_table t;
-    lb_table_init(&t);
-    reconcile_result res = {0};
-    if (lb_compute_service(d->cfg, name, &t) < 0) {
-        log_error("msg=\"cannot compute the table\" service=%s error=\"out of memory\"", name);
+    log_lb_warnings(d, &d->full_table);
+    if (reconcile_full_begin(d->rec, &d->full_table, &d->full_res) < 0) {
+        full_end(d);
         return;
     }
-    log_lb_warnings(d, &t);
-    reconcile_service(d->rec, name, &t, &res);
-    log_result(d, "incremental", name, &res);
-    reconcile_result_free(&res);
-    lb_table_free(&t);
+    int64_t busy = clock_now_ms() - d->full_t0;
+    d->full_longest_ms = busy;
+    full_slice(d);
+}
+
+/* Recompute the clusterf services of names (n of them) and reconcile them together, so a
+ * key one gives up and another takes over is handed over in place. */
+static void pass_services(ipvsd *d, const char *const *names, size_t n)
+{
+    int64_t t0 = clock_now_ms();
+    lb_table all, one;
+    lb_table_init(&all);
+    lb_table_init(&one);
+    for (size_t i = 0; i < n; i++) {
+        if (lb_compute_service(d->cfg, names[i], &one) < 0 || lb_table_take(&all, &one) < 0) {
+            log_error("msg=\"cannot compute the table\" service=%s error=\"out of memory\"",
+                      names[i]);
+            lb_table_free(&one);
+            lb_table_free(&all);
+            return;
+        }
+    }
+    log_lb_warnings(d, &all);
+    reconcile_result res = result_for(d);
+    reconcile_services(d->rec, names, n, &all, &res);
+    char scope[256];
+    snprintf(scope, sizeof scope, n == 1 ? "%s" : "%s +%zu more", names[0], n - 1);
+    log_result("incremental", scope, &res, clock_now_ms() - t0, "");
+    lb_table_free(&all);
 }
 
 /* The coalescing timer fired: reconcile what the events of the burst touched. */
 static void pass_dirty(ipvsd *d)
 {
+    if (reconcile_full_running(d->rec))
+        return; /* full_end re-arms the timer */
     if (d->all_dirty || reconcile_needs_full(d->rec)) {
         ipvsd_pass_full(d, d->all_dirty ? "routes" : "mirror-out-of-date");
         return;
     }
-    /* The store names both sides of a conflict as touched, so the loser of a conflict is
-     * recomputed (and takes the key over) when the winner changes. */
+    /* The store names both sides of a conflict as touched: both are reconciled in one pass. */
     bytemap work = d->dirty;
     memset(&d->dirty, 0, sizeof d->dirty);
-    size_t pos = 0;
+    const char **names = work.n ? malloc(work.n * sizeof *names) : NULL;
+    size_t n = 0, pos = 0;
     bytemap_entry *e = NULL;
-    while (bytemap_next(&work, &pos, &e))
-        pass_service(d, e->val);
+    while (names && bytemap_next(&work, &pos, &e))
+        names[n++] = e->val;
+    if (n)
+        pass_services(d, names, n);
+    else if (work.n)
+        log_error("msg=\"cannot reconcile\" error=\"out of memory\"");
+    free(names);
     nameset_clear(&work);
     if (reconcile_needs_full(d->rec))
         ipvsd_timer(d->coalesce_fd, 100);
@@ -196,6 +266,28 @@ static int dry_dump(void *self, struct ipvs_table **out, struct ipvs_err *err)
     if (c)
         return ipvs_dump(c, out, err);
     *out = calloc(1, sizeof **out);
+    return *out ? 0 : -ENOMEM;
+}
+
+static int dry_dump_services(void *self, struct ipvs_service **out, size_t *n,
+                             struct ipvs_err *err)
+{
+    ipvs_conn *c = self;
+    if (c)
+        return ipvs_dump_services(c, out, n, err);
+    *n = 0;
+    *out = malloc(sizeof **out);
+    return *out ? 0 : -ENOMEM;
+}
+
+static int dry_dump_dests(void *self, const struct ipvs_service *svc, struct ipvs_dest **out,
+                          size_t *n, struct ipvs_err *err)
+{
+    ipvs_conn *c = self;
+    if (c)
+        return ipvs_dump_dests(c, svc, out, n, err);
+    *n = 0;
+    *out = malloc(sizeof **out);
     return *out ? 0 : -ENOMEM;
 }
 
@@ -219,7 +311,9 @@ static int setup_kernel(ipvsd *d)
     if (rc < 0)
         log_warn("msg=\"dry-run without the kernel table\" error=\"%s\"", ierr.msg);
     if (d->o->dry_run)
-        d->kernel = (struct ipvs_iface){.self = d->conn, .dump = dry_dump, .apply = dry_apply};
+        d->kernel = (struct ipvs_iface){.self = d->conn, .dump = dry_dump,
+                                        .dump_services = dry_dump_services,
+                                        .dump_dests = dry_dump_dests, .apply = dry_apply};
     else
         d->kernel = ipvs_conn_iface(d->conn);
     char err[512] = "";
@@ -229,10 +323,10 @@ static int setup_kernel(ipvsd *d)
         return -1;
     }
     if (d->o->flush) {
-        reconcile_result res = {0};
+        reconcile_result res = result_for(d);
+        int64_t t0 = clock_now_ms();
         reconcile_flush(d->rec, &res);
-        log_result(d, "flush", "all", &res);
-        reconcile_result_free(&res);
+        log_result("flush", "all", &res, clock_now_ms() - t0, "");
     }
     return 0;
 }
@@ -329,6 +423,7 @@ static void teardown(ipvsd *d)
     reconcile_free(d->rec);
     ipvs_conn_free(d->conn);
     config_store_free(d->cfg);
+    lb_table_free(&d->full_table);
     nameset_clear(&d->dirty);
     nameset_clear(&d->warned);
     int fds[] = {d->ep, d->sig_fd, d->coalesce_fd, d->resync_fd, d->retry_fd, d->local_fd, d->inotify_fd};
@@ -364,13 +459,17 @@ int ipvsd_run(const ipvsd_options *opts)
     ipvsd_timer(d.resync_fd, opts->resync_ms);
     while (!d.stop) {
         struct epoll_event evs[16];
-        int n = epoll_wait(d.ep, evs, 16, -1);
+        /* A full pass runs in slices between the events: poll while one is running. */
+        bool busy = reconcile_full_running(d.rec);
+        int n = epoll_wait(d.ep, evs, 16, busy ? 0 : -1);
         if (n < 0 && errno != EINTR) {
             log_error("msg=\"epoll failed\" error=\"%s\"", strerror(errno));
             goto out;
         }
         for (int i = 0; i < n && !d.stop; i++)
             on_ready(&d, evs[i].data.fd);
+        if (busy && !d.stop && reconcile_full_running(d.rec))
+            full_slice(&d);
     }
     status = 0;
 out:

@@ -32,7 +32,18 @@ typedef struct ipvsd {
     bool advertised;        /* the advertised route is in etcd under a live lease */
     bool stop;
     backoff retry;
+    /* The sliced full pass (reconcile_full_begin/step) while one runs. */
+    lb_table full_table;    /* its desired table */
+    reconcile_result full_res;
+    char full_why[32];
+    int64_t full_t0, full_longest_ms;
+    size_t full_slices;
+    bool full_again;        /* another full pass was asked for while it ran */
 } ipvsd;
+
+/* A full pass gives the loop back after this long, stepping this many services at a time. */
+#define FULL_SLICE_MS 20
+#define FULL_STEP_SERVICES 32
 
 /* Mark services for the next pass and arm the coalescing timer. */
 void ipvsd_mark(ipvsd *d, const config_result *res);

@@ -57,6 +57,22 @@ void lb_table_free(lb_table *t)
     lb_table_init(t);
 }
 
+int lb_table_take(lb_table *dst, lb_table *src)
+{
+    if (vec_grow((void **)&dst->services, &dst->cap, dst->n_services + src->n_services,
+                 sizeof *dst->services) < 0)
+        return -ENOMEM;
+    for (size_t i = 0; i < src->warnings.n; i++)
+        if (config_strs_push(&dst->warnings, src->warnings.v[i]) < 0)
+            return -ENOMEM;
+    memcpy(dst->services + dst->n_services, src->services,
+           src->n_services * sizeof *src->services);
+    dst->n_services += src->n_services;
+    src->n_services = 0;
+    lb_table_free(src);
+    return 0;
+}
+
 const char *lb_fwd_name(uint32_t fwd)
 {
     switch (fwd & IP_VS_CONN_F_FWD_MASK) {

@@ -85,6 +85,11 @@ void lb_table_free(lb_table *t);
  * the route lookups. Returns 0 or -ENOMEM (out is then empty). */
 int lb_compute_service(config_store *cfg, const char *service, lb_table *out);
 
+/* Move src's services and warnings to the end of dst, leaving src empty: the union of the
+ * tables of several clusterf services (dst is then no longer sorted). 0 or -ENOMEM (nothing
+ * moved). */
+int lb_table_take(lb_table *dst, lb_table *src);
+
 /* The whole table into out (emptied first). Returns 0 or -ENOMEM (out is then empty). */
 int lb_compute_all(config_store *cfg, lb_table *out);
 

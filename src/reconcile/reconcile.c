@@ -1,12 +1,16 @@
 /* reconcile.c -- diff the desired table against the kernel mirror, apply the ops, and update
  * the mirror and the owned set from what the kernel accepted.
  *
- * Op order inside one pass: unwanted owned services are deleted first (their keys may be
- * reused by a new service in the same pass); then for each desired service: add or edit the
- * service, delete stale dests, edit changed ones, add new ones. The kernel runs a batch in
- * order, so one batch carries a whole pass. */
+ * Op order inside one pass: unwanted owned services are deleted first; then for each desired
+ * service: add or edit the service, delete stale dests, edit changed ones, add new ones. Ops
+ * go to the kernel in batches of at most BATCH_OPS, in that order, so memory does not grow
+ * with the size of a pass. A full pass walks the table one service at a time (its dests are
+ * dumped when it is diffed), so it can be sliced; an incremental pass touches only the
+ * services of the clusterf services it is given. Every per-service lookup is a hash lookup:
+ * no pass does work per service that grows with the size of the table. */
 #include "reconcile/reconcile_int.h"
 
+#include "common/timeutil.h"
 #include "common/vec.h"
 
 #include <errno.h>
@@ -15,6 +19,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Ops sent per exchange with the kernel; bounds the memory of a pass. */
+#define BATCH_OPS 2048
+/* During a sliced full pass, the owned set is written at most this often (and at its end). */
+#define SAVE_EVERY_MS 1000
 
 /* ---- conversions ---- */
 
@@ -74,7 +83,7 @@ static void mirror_remove(reconcile *r, const svc_id *id)
     mentry_free(bytemap_del(&r->mirror, id, sizeof *id));
 }
 
-/* The mirror entry of svc, created empty when absent (NULL on -ENOMEM). */
+/* The mirror entry of svc, created empty (dests known: none) when absent; NULL on -ENOMEM. */
 static mentry *mirror_upsert(reconcile *r, const struct ipvs_service *svc)
 {
     svc_id id;
@@ -82,8 +91,10 @@ static mentry *mirror_upsert(reconcile *r, const struct ipvs_service *svc)
     mentry *m = mirror_get(r, &id);
     if (!m) {
         m = calloc(1, sizeof *m);
-        if (m)
+        if (m) {
             m->id = id;
+            m->dests_known = true;
+        }
         if (!m || bytemap_put(&r->mirror, &m->id, sizeof m->id, m) < 0) {
             free(m);
             return NULL;
@@ -139,93 +150,59 @@ static int dest_sort_cmp(const void *a, const void *b, void *svc)
     return ipvs_dest_cmp(svc, a, b);
 }
 
-/* Replace the mirror with a kernel dump. 0 or -ENOMEM. */
-static int mirror_load(reconcile *r, const struct ipvs_table *t)
+/* Make m know its dests: dump them from the kernel when it does not. 0 or -errno (err). */
+static int mentry_load_dests(reconcile *r, mentry *m, struct ipvs_err *err)
 {
-    mirror_clear(r);
-    for (size_t i = 0; i < t->n; i++) {
-        const struct ipvs_entry *e = &t->entries[i];
-        mentry *m = mirror_upsert(r, &e->svc);
-        if (!m)
-            return -ENOMEM;
-        if (e->n_dests) {
-            m->dests = malloc(e->n_dests * sizeof *m->dests);
-            if (!m->dests)
-                return -ENOMEM;
-            memcpy(m->dests, e->dests, e->n_dests * sizeof *m->dests);
-            m->n_dests = m->cap = e->n_dests;
-            qsort_r(m->dests, m->n_dests, sizeof *m->dests, dest_sort_cmp, &m->svc);
-        }
-    }
+    if (m->dests_known)
+        return 0;
+    struct ipvs_dest *dests = NULL;
+    size_t n = 0;
+    int rc = r->kernel.dump_dests(r->kernel.self, &m->svc, &dests, &n, err);
+    if (rc < 0)
+        return rc;
+    if (n)
+        qsort_r(dests, n, sizeof *dests, dest_sort_cmp, &m->svc);
+    free(m->dests);
+    m->dests = dests;
+    m->n_dests = m->cap = n;
+    m->dests_known = true;
     return 0;
 }
 
-/* ---- diff ---- */
-
-/* Ops that turn the mirror's dests of svc into want (sorted, n entries). */
-static int diff_dests(const struct ipvs_service *svc, const mentry *m,
-                      const struct ipvs_dest *want, size_t n, struct ipvs_batch *ops)
+/* Make the mirror's set of services the kernel's (svcs, from a dump): new ones are added,
+ * vanished ones dropped, and no entry's dests are known any more. 0 or -ENOMEM. */
+static int mirror_sync_services(reconcile *r, const struct ipvs_service *svcs, size_t n)
 {
-    size_t have_n = m ? m->n_dests : 0, i = 0, j = 0;
-    int rc = 0;
-    /* Deletes first, then edits and adds: a pass never holds two dests for one slot. */
-    for (int phase = 0; phase < 2 && rc == 0; phase++) {
-        for (i = 0, j = 0; rc == 0 && (i < have_n || j < n);) {
-            int c = i == have_n ? 1 : j == n ? -1 : ipvs_dest_cmp(svc, &m->dests[i], &want[j]);
-            if (c < 0) {
-                if (phase == 0)
-                    rc = ipvs_batch_push(ops, IPVS_OP_DEL_DEST, svc, &m->dests[i]);
-                i++;
-            } else if (c > 0) {
-                if (phase == 1)
-                    rc = ipvs_batch_push(ops, IPVS_OP_ADD_DEST, svc, &want[j]);
-                j++;
-            } else {
-                if (phase == 1 && !ipvs_dest_same_config(&m->dests[i], &want[j]))
-                    rc = ipvs_batch_push(ops, IPVS_OP_EDIT_DEST, svc, &want[j]);
-                i++, j++;
-            }
-        }
+    size_t pos = 0;
+    bytemap_entry *e = NULL;
+    while (bytemap_next(&r->mirror, &pos, &e))
+        ((mentry *)e->val)->seen = false;
+    for (size_t i = 0; i < n; i++) {
+        mentry *m = mirror_upsert(r, &svcs[i]);
+        if (!m)
+            return -ENOMEM;
+        m->seen = true;
+        m->dests_known = false;
+        free(m->dests);
+        m->dests = NULL;
+        m->n_dests = m->cap = 0;
     }
-    return rc;
-}
-
-/* Ops that make the kernel hold desired service s with its dests. */
-static int diff_service(reconcile *r, const lb_service *s, struct ipvs_batch *ops)
-{
-    struct ipvs_service svc;
-    reconcile_lb_to_ipvs_service(s, &svc);
-    svc_id id;
-    svc_id_of(&svc, &id);
-    const mentry *m = mirror_get(r, &id);
-    /* A service the config names is clusterf's from now on, even if someone else made it. */
-    int rc = m ? owned_add(r, &id) : 0;
-    if (rc < 0)
-        return rc;
-    if (!m)
-        rc = ipvs_batch_push(ops, IPVS_OP_ADD_SERVICE, &svc, NULL);
-    else if (!ipvs_service_same_config(&m->svc, &svc))
-        rc = ipvs_batch_push(ops, IPVS_OP_EDIT_SERVICE, &svc, NULL);
-    struct ipvs_dest *want = s->n_dests ? malloc(s->n_dests * sizeof *want) : NULL;
-    if (rc == 0 && s->n_dests && !want)
-        rc = -ENOMEM;
-    for (size_t i = 0; rc == 0 && i < s->n_dests; i++)
-        reconcile_lb_to_ipvs_dest(&s->dests[i], &want[i]);
-    if (rc == 0 && s->n_dests)
-        qsort_r(want, s->n_dests, sizeof *want, dest_sort_cmp, &svc);
-    if (rc == 0)
-        rc = diff_dests(&svc, m, want, s->n_dests, ops);
-    free(want);
-    return rc;
-}
-
-/* Delete svc if clusterf owns it; a foreign service is left alone. */
-static int diff_unwanted(reconcile *r, const svc_id *id, struct ipvs_batch *ops)
-{
-    const mentry *m = mirror_get(r, id);
-    if (!m || !owned_has(r, id))
-        return 0;
-    return ipvs_batch_push(ops, IPVS_OP_DEL_SERVICE, &m->svc, NULL);
+    svc_id *gone = NULL;
+    size_t n_gone = 0, cap = 0;
+    pos = 0, e = NULL;
+    while (bytemap_next(&r->mirror, &pos, &e)) {
+        if (((mentry *)e->val)->seen)
+            continue;
+        if (vec_grow((void **)&gone, &cap, n_gone + 1, sizeof *gone) < 0) {
+            free(gone);
+            return -ENOMEM;
+        }
+        gone[n_gone++] = ((mentry *)e->val)->id;
+    }
+    for (size_t i = 0; i < n_gone; i++)
+        mirror_remove(r, &gone[i]);
+    free(gone);
+    return 0;
 }
 
 /* ---- applying and learning from the answers ---- */
@@ -283,28 +260,149 @@ static int learn_op(reconcile *r, const struct ipvs_op *op, reconcile_result *re
     return 0;
 }
 
-/* Send res->ops to the kernel and learn from every answer; then save the owned set. */
-static int apply_ops(reconcile *r, reconcile_result *res)
+/* Send the pending ops to the kernel, learn from every answer and show each to the caller;
+ * the batch is empty afterwards. 0, or -errno when the exchange broke (res->error). */
+static int flush_ops(reconcile *r, reconcile_result *res)
 {
+    struct ipvs_batch *b = &r->batch;
     int rc = 0;
-    if (res->ops.n) {
+    if (b->n) {
         struct ipvs_err err = {0};
-        rc = r->kernel.apply(r->kernel.self, res->ops.ops, res->ops.n, &err);
+        rc = r->kernel.apply(r->kernel.self, b->ops, b->n, &err);
         if (rc < 0) {
             snprintf(res->error, sizeof res->error, "%s", err.msg);
             r->needs_full = true;
         }
     }
-    for (size_t i = 0; i < res->ops.n; i++) {
-        int lrc = learn_op(r, &res->ops.ops[i], res);
-        if (lrc < 0 && rc == 0)
+    for (size_t i = 0; i < b->n; i++) {
+        int lrc = learn_op(r, &b->ops[i], res);
+        if (lrc < 0 && rc == 0) {
+            snprintf(res->error, sizeof res->error, "%s", strerror(-lrc));
             rc = lrc;
+        }
+        if (res->on_op)
+            res->on_op(res->ctx, &b->ops[i]);
     }
-    int src = state_save(r, res->error, sizeof res->error);
-    return rc < 0 ? rc : src;
+    res->sent += b->n;
+    b->n = 0;
+    return rc;
 }
 
-/* ---- the names index: which IPVS services each clusterf service desired ---- */
+/* Queue one op; the batch goes to the kernel when it is full. 0 or -errno. */
+static int push_op(reconcile *r, reconcile_result *res, enum ipvs_op_kind kind,
+                   const struct ipvs_service *svc, const struct ipvs_dest *d)
+{
+    int rc = ipvs_batch_push(&r->batch, kind, svc, d);
+    if (rc < 0)
+        return rc;
+    return r->batch.n >= BATCH_OPS ? flush_ops(r, res) : 0;
+}
+
+/* Write the owned set when it changed (at most every SAVE_EVERY_MS unless forced). */
+static int save_owned(reconcile *r, bool force, reconcile_result *res)
+{
+    int64_t now = clock_now_ms();
+    if (!r->owned_dirty || (!force && now - r->saved_ms < SAVE_EVERY_MS))
+        return 0;
+    r->saved_ms = now;
+    return state_save(r, res->error, sizeof res->error);
+}
+
+/* ---- diff ---- */
+
+/* Ops that turn the mirror's dests of svc into want (sorted, n entries). */
+static int diff_dests(reconcile *r, reconcile_result *res, const struct ipvs_service *svc,
+                      const mentry *m, const struct ipvs_dest *want, size_t n)
+{
+    size_t have_n = m ? m->n_dests : 0, i = 0, j = 0;
+    const struct ipvs_dest *have = m ? m->dests : NULL;
+    int rc = 0;
+    /* Deletes first, then edits and adds: a pass never holds two dests for one slot. The
+     * mirror changes as batches are answered, so copy what is compared. */
+    struct ipvs_dest *snap = have_n ? malloc(have_n * sizeof *snap) : NULL;
+    if (have_n && !snap)
+        return -ENOMEM;
+    if (have_n)
+        memcpy(snap, have, have_n * sizeof *snap);
+    for (int phase = 0; phase < 2 && rc == 0; phase++) {
+        for (i = 0, j = 0; rc == 0 && (i < have_n || j < n);) {
+            int c = i == have_n ? 1 : j == n ? -1 : ipvs_dest_cmp(svc, &snap[i], &want[j]);
+            if (c < 0) {
+                if (phase == 0)
+                    rc = push_op(r, res, IPVS_OP_DEL_DEST, svc, &snap[i]);
+                i++;
+            } else if (c > 0) {
+                if (phase == 1)
+                    rc = push_op(r, res, IPVS_OP_ADD_DEST, svc, &want[j]);
+                j++;
+            } else {
+                if (phase == 1 && !ipvs_dest_same_config(&snap[i], &want[j]))
+                    rc = push_op(r, res, IPVS_OP_EDIT_DEST, svc, &want[j]);
+                i++, j++;
+            }
+        }
+    }
+    free(snap);
+    return rc;
+}
+
+/* The desired dests of s in the kernel's terms, sorted; *out is NULL when s has none. */
+static int want_dests(const lb_service *s, const struct ipvs_service *svc, struct ipvs_dest **out)
+{
+    *out = NULL;
+    if (!s->n_dests)
+        return 0;
+    struct ipvs_dest *want = malloc(s->n_dests * sizeof *want);
+    if (!want)
+        return -ENOMEM;
+    for (size_t i = 0; i < s->n_dests; i++)
+        reconcile_lb_to_ipvs_dest(&s->dests[i], &want[i]);
+    qsort_r(want, s->n_dests, sizeof *want, dest_sort_cmp, (void *)svc);
+    *out = want;
+    return 0;
+}
+
+/* Ops that make the kernel hold desired service s with its dests. */
+static int diff_service(reconcile *r, const lb_service *s, reconcile_result *res)
+{
+    struct ipvs_service svc;
+    reconcile_lb_to_ipvs_service(s, &svc);
+    svc_id id;
+    svc_id_of(&svc, &id);
+    mentry *m = mirror_get(r, &id);
+    struct ipvs_err err = {0};
+    int rc = m ? mentry_load_dests(r, m, &err) : 0;
+    if (rc < 0) {
+        snprintf(res->error, sizeof res->error, "dump of %s: %s",
+                 ipvs_service_str(&svc, (char[96]){0}, 96), err.msg);
+        return rc;
+    }
+    /* A service the config names is clusterf's from now on, even if someone else made it. */
+    rc = m ? owned_add(r, &id) : 0;
+    if (rc == 0 && !m)
+        rc = push_op(r, res, IPVS_OP_ADD_SERVICE, &svc, NULL);
+    else if (rc == 0 && !ipvs_service_same_config(&m->svc, &svc))
+        rc = push_op(r, res, IPVS_OP_EDIT_SERVICE, &svc, NULL);
+    struct ipvs_dest *want = NULL;
+    if (rc == 0)
+        rc = want_dests(s, &svc, &want);
+    if (rc == 0)
+        rc = diff_dests(r, res, &svc, mirror_get(r, &id), want, s->n_dests);
+    free(want);
+    return rc;
+}
+
+/* Delete the service id if clusterf owns it; a foreign service is left alone. */
+static int diff_unwanted(reconcile *r, const svc_id *id, reconcile_result *res)
+{
+    const mentry *m = mirror_get(r, id);
+    if (!m || !owned_has(r, id))
+        return 0;
+    struct ipvs_service svc = m->svc;
+    return push_op(r, res, IPVS_OP_DEL_SERVICE, &svc, NULL);
+}
+
+/* ---- which IPVS services each clusterf service desired: names and claims ---- */
 
 static void named_free(named *n)
 {
@@ -322,48 +420,77 @@ static void names_clear(reconcile *r)
     while (bytemap_next(&r->names, &pos, &e))
         named_free(e->val);
     bytemap_clear(&r->names);
+    pos = 0, e = NULL;
+    while (bytemap_next(&r->claims, &pos, &e))
+        free(e->val);
+    bytemap_clear(&r->claims);
 }
 
-/* Record that `name` now desires the services of t whose owner is name. 0 or -ENOMEM. */
-static int names_set(reconcile *r, const char *name, const lb_table *t)
+/* Forget what name desired: its entry and the claims that are still its own. */
+static void names_drop(reconcile *r, const char *name)
 {
-    named_free(bytemap_del(&r->names, name, strlen(name)));
-    size_t n = 0;
-    for (size_t i = 0; i < t->n_services; i++)
-        n += strcmp(t->services[i].owner, name) == 0;
-    if (!n)
-        return 0;
-    named *nm = calloc(1, sizeof *nm);
-    if (!nm || !(nm->name = strdup(name)) || !(nm->ids = calloc(n, sizeof *nm->ids))) {
+    named *nm = bytemap_del(&r->names, name, strlen(name));
+    for (size_t i = 0; nm && i < nm->n; i++) {
+        claim *c = bytemap_get(&r->claims, &nm->ids[i], sizeof(svc_id));
+        if (c && c->by == nm)
+            free(bytemap_del(&r->claims, &c->id, sizeof c->id));
+    }
+    named_free(nm);
+}
+
+/* The entry of name, created empty when absent. NULL on -ENOMEM. */
+static named *names_upsert(reconcile *r, const char *name)
+{
+    named *nm = bytemap_get(&r->names, name, strlen(name));
+    if (nm)
+        return nm;
+    nm = calloc(1, sizeof *nm);
+    if (!nm || !(nm->name = strdup(name)) ||
+        bytemap_put(&r->names, nm->name, strlen(nm->name), nm) < 0) {
         named_free(nm);
+        return NULL;
+    }
+    return nm;
+}
+
+/* Record that s's owner desires s. The claim moves to the owner even if another name held
+ * it (that name lost the key). 0 or -ENOMEM. */
+static int names_claim(reconcile *r, const lb_service *s)
+{
+    named *nm = names_upsert(r, s->owner);
+    if (!nm || vec_grow((void **)&nm->ids, &nm->cap, nm->n + 1, sizeof *nm->ids) < 0)
         return -ENOMEM;
+    struct ipvs_service svc;
+    reconcile_lb_to_ipvs_service(s, &svc);
+    svc_id *id = &nm->ids[nm->n++];
+    svc_id_of(&svc, id);
+    claim *c = bytemap_get(&r->claims, id, sizeof *id);
+    if (c) {
+        c->by = nm;
+        return 0;
     }
-    for (size_t i = 0; i < t->n_services; i++) {
-        if (strcmp(t->services[i].owner, name) != 0)
-            continue;
-        struct ipvs_service svc;
-        reconcile_lb_to_ipvs_service(&t->services[i], &svc);
-        svc_id_of(&svc, &nm->ids[nm->n++]);
-    }
-    if (bytemap_put(&r->names, nm->name, strlen(nm->name), nm) < 0) {
-        named_free(nm);
+    if (!(c = malloc(sizeof *c)))
+        return -ENOMEM;
+    c->id = *id;
+    c->by = nm;
+    if (bytemap_put(&r->claims, &c->id, sizeof c->id, c) < 0) {
+        free(c);
         return -ENOMEM;
     }
     return 0;
 }
 
-/* True when t holds a service with identity id. */
-static bool table_has(const lb_table *t, const svc_id *id)
+/* True when id is claimed by a clusterf service other than those in group (n names). */
+static bool claimed_elsewhere(const reconcile *r, const svc_id *id, const char *const *group,
+                              size_t n)
 {
-    for (size_t i = 0; i < t->n_services; i++) {
-        struct ipvs_service svc;
-        svc_id other;
-        reconcile_lb_to_ipvs_service(&t->services[i], &svc);
-        svc_id_of(&svc, &other);
-        if (memcmp(&other, id, sizeof other) == 0)
-            return true;
-    }
-    return false;
+    const claim *c = bytemap_get(&r->claims, id, sizeof *id);
+    if (!c)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(c->by->name, group[i]) == 0)
+            return false;
+    return true;
 }
 
 /* ---- public ---- */
@@ -396,6 +523,7 @@ void reconcile_free(reconcile *r)
     mirror_clear(r);
     owned_clear(r);
     names_clear(r);
+    ipvs_batch_release(&r->batch);
     free(r->state_path);
     free(r);
 }
@@ -404,8 +532,11 @@ void reconcile_result_free(reconcile_result *res)
 {
     if (!res)
         return;
-    ipvs_batch_release(&res->ops);
+    reconcile_op_fn on_op = res->on_op;
+    void *ctx = res->ctx;
     memset(res, 0, sizeof *res);
+    res->on_op = on_op;
+    res->ctx = ctx;
 }
 
 size_t reconcile_result_changes(const reconcile_result *res)
@@ -414,42 +545,66 @@ size_t reconcile_result_changes(const reconcile_result *res)
            res->dest_changed + res->dest_deleted;
 }
 
-int reconcile_flush(reconcile *r, reconcile_result *res)
+/* Set the error message from rc when nothing more precise was said. */
+static int fail(reconcile_result *res, int rc)
 {
-    int rc = ipvs_batch_push(&res->ops, IPVS_OP_FLUSH, NULL, NULL);
-    if (rc < 0)
-        return rc;
-    owned_clear(r);
-    return apply_ops(r, res);
+    if (!res->error[0])
+        snprintf(res->error, sizeof res->error, "%s", strerror(-rc));
+    return rc;
 }
 
-/* Every owned service in the mirror that desired does not hold: delete ops. */
-static int diff_all_unwanted(reconcile *r, const lb_table *desired, bytemap *want,
-                             reconcile_result *res)
+int reconcile_flush(reconcile *r, reconcile_result *res)
 {
+    if (r->full)
+        return fail(res, -EBUSY);
+    int rc = ipvs_batch_push(&r->batch, IPVS_OP_FLUSH, NULL, NULL);
+    if (rc < 0)
+        return fail(res, rc);
+    owned_clear(r);
+    rc = flush_ops(r, res);
+    int src = save_owned(r, true, res);
+    return rc < 0 ? rc : src;
+}
+
+/* The identities of desired's services as a set: keys point into *ids (caller frees both). */
+static int want_build(const lb_table *desired, bytemap *want, svc_id **ids)
+{
+    *ids = desired->n_services ? malloc(desired->n_services * sizeof **ids) : NULL;
+    if (desired->n_services && !*ids)
+        return -ENOMEM;
     for (size_t i = 0; i < desired->n_services; i++) {
         struct ipvs_service svc;
-        svc_id *id = malloc(sizeof *id);
-        if (!id)
-            return -ENOMEM;
         reconcile_lb_to_ipvs_service(&desired->services[i], &svc);
-        svc_id_of(&svc, id);
-        if (bytemap_put(want, id, sizeof *id, id) < 0) {
-            free(id);
+        svc_id_of(&svc, &(*ids)[i]);
+        if (!bytemap_get(want, &(*ids)[i], sizeof **ids) &&
+            bytemap_put(want, &(*ids)[i], sizeof **ids, &(*ids)[i]) < 0)
             return -ENOMEM;
-        }
-    }
-    size_t pos = 0;
-    bytemap_entry *e = NULL;
-    while (bytemap_next(&r->mirror, &pos, &e)) {
-        const mentry *m = e->val;
-        if (!bytemap_get(want, &m->id, sizeof m->id)) {
-            int rc = diff_unwanted(r, &m->id, &res->ops);
-            if (rc < 0)
-                return rc;
-        }
     }
     return 0;
+}
+
+/* Delete every owned service of the mirror that want does not hold. */
+static int delete_unwanted(reconcile *r, const bytemap *want, reconcile_result *res)
+{
+    svc_id *del = NULL;
+    size_t n = 0, cap = 0, pos = 0;
+    bytemap_entry *e = NULL;
+    /* Collect first: answered ops change the mirror. */
+    while (bytemap_next(&r->mirror, &pos, &e)) {
+        const mentry *m = e->val;
+        if (bytemap_get(want, &m->id, sizeof m->id) || !owned_has(r, &m->id))
+            continue;
+        if (vec_grow((void **)&del, &cap, n + 1, sizeof *del) < 0) {
+            free(del);
+            return -ENOMEM;
+        }
+        del[n++] = m->id;
+    }
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = diff_unwanted(r, &del[i], res);
+    free(del);
+    return rc;
 }
 
 /* Drop owned services that are neither in the kernel nor desired: nothing left to clean. */
@@ -469,58 +624,135 @@ static int forget_vanished(reconcile *r, const bytemap *want)
     return 0;
 }
 
-int reconcile_full(reconcile *r, const lb_table *desired, reconcile_result *res)
+/* Names and claims from a whole desired table. */
+static int names_rebuild(reconcile *r, const lb_table *desired)
 {
-    struct ipvs_table *t = NULL;
+    names_clear(r);
+    for (size_t i = 0; i < desired->n_services; i++) {
+        int rc = names_claim(r, &desired->services[i]);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int reconcile_full_begin(reconcile *r, const lb_table *desired, reconcile_result *res)
+{
+    if (r->full)
+        return fail(res, -EBUSY);
+    struct ipvs_service *svcs = NULL;
+    size_t n = 0;
     struct ipvs_err err = {0};
-    int rc = r->kernel.dump(r->kernel.self, &t, &err);
+    int rc = r->kernel.dump_services(r->kernel.self, &svcs, &n, &err);
     if (rc < 0) {
         snprintf(res->error, sizeof res->error, "dump: %s", err.msg);
         return rc;
     }
-    rc = mirror_load(r, t);
-    ipvs_table_free(t);
+    rc = mirror_sync_services(r, svcs, n);
+    free(svcs);
     r->needs_full = false;
     bytemap want = {0};
+    svc_id *ids = NULL;
     if (rc == 0)
-        rc = diff_all_unwanted(r, desired, &want, res);
+        rc = want_build(desired, &want, &ids);
+    if (rc == 0)
+        rc = delete_unwanted(r, &want, res);
     if (rc == 0)
         rc = forget_vanished(r, &want);
-    for (size_t i = 0; rc == 0 && i < desired->n_services; i++)
-        rc = diff_service(r, &desired->services[i], &res->ops);
-    size_t pos = 0;
-    bytemap_entry *e = NULL;
-    while (bytemap_next(&want, &pos, &e))
-        free(e->val);
     bytemap_clear(&want);
-    names_clear(r);
-    for (size_t i = 0; rc == 0 && i < desired->n_services; i++)
-        if (!bytemap_get(&r->names, desired->services[i].owner, strlen(desired->services[i].owner)))
-            rc = names_set(r, desired->services[i].owner, desired);
+    free(ids);
+    if (rc == 0)
+        rc = names_rebuild(r, desired);
+    if (rc == 0)
+        rc = flush_ops(r, res);
     if (rc < 0) {
-        snprintf(res->error, sizeof res->error, "%s", strerror(-rc));
-        return rc;
+        r->needs_full = true;
+        return fail(res, rc);
     }
-    return apply_ops(r, res);
+    r->full = desired;
+    r->full_next = 0;
+    return 0;
+}
+
+int reconcile_full_step(reconcile *r, size_t max_services, reconcile_result *res)
+{
+    const lb_table *t = r->full;
+    if (!t)
+        return 0;
+    size_t end = r->full_next + (max_services ? max_services : 1);
+    if (end > t->n_services)
+        end = t->n_services;
+    int rc = 0;
+    for (; rc == 0 && r->full_next < end; r->full_next++)
+        rc = diff_service(r, &t->services[r->full_next], res);
+    if (rc == 0)
+        rc = flush_ops(r, res);
+    bool over = rc < 0 || r->full_next >= t->n_services;
+    /* A failed write of the state file does not stop the pass: the last write reports it. */
+    int src = save_owned(r, over, res);
+    if (!over)
+        return 1;
+    r->full = NULL;
+    if (rc < 0) {
+        r->needs_full = true;
+        return fail(res, rc);
+    }
+    return src;
+}
+
+bool reconcile_full_running(const reconcile *r)
+{
+    return r->full != NULL;
+}
+
+int reconcile_full(reconcile *r, const lb_table *desired, reconcile_result *res)
+{
+    int rc = reconcile_full_begin(r, desired, res);
+    if (rc < 0)
+        return rc;
+    do
+        rc = reconcile_full_step(r, 256, res);
+    while (rc > 0);
+    return rc;
+}
+
+int reconcile_services(reconcile *r, const char *const *names, size_t n_names,
+                       const lb_table *desired, reconcile_result *res)
+{
+    if (r->full)
+        return fail(res, -EBUSY);
+    bytemap want = {0};
+    svc_id *ids = NULL;
+    int rc = want_build(desired, &want, &ids);
+    /* What the group desired before and gives up now is deleted, unless a clusterf service
+     * outside the group claims it or one inside it takes it over (want holds it). */
+    for (size_t k = 0; rc == 0 && k < n_names; k++) {
+        const named *old = bytemap_get(&r->names, names[k], strlen(names[k]));
+        for (size_t i = 0; old && rc == 0 && i < old->n; i++)
+            if (!bytemap_get(&want, &old->ids[i], sizeof(svc_id)) &&
+                !claimed_elsewhere(r, &old->ids[i], names, n_names))
+                rc = diff_unwanted(r, &old->ids[i], res);
+    }
+    bytemap_clear(&want);
+    free(ids);
+    for (size_t i = 0; rc == 0 && i < desired->n_services; i++)
+        rc = diff_service(r, &desired->services[i], res);
+    if (rc == 0)
+        rc = flush_ops(r, res);
+    for (size_t k = 0; k < n_names; k++)
+        names_drop(r, names[k]);
+    for (size_t i = 0; rc == 0 && i < desired->n_services; i++)
+        rc = names_claim(r, &desired->services[i]);
+    int src = save_owned(r, true, res);
+    if (rc < 0)
+        return fail(res, rc);
+    return src;
 }
 
 int reconcile_service(reconcile *r, const char *name, const lb_table *desired,
                       reconcile_result *res)
 {
-    const named *old = bytemap_get(&r->names, name, strlen(name));
-    int rc = 0;
-    for (size_t i = 0; old && rc == 0 && i < old->n; i++)
-        if (!table_has(desired, &old->ids[i]))
-            rc = diff_unwanted(r, &old->ids[i], &res->ops);
-    for (size_t i = 0; rc == 0 && i < desired->n_services; i++)
-        rc = diff_service(r, &desired->services[i], &res->ops);
-    if (rc == 0)
-        rc = names_set(r, name, desired);
-    if (rc < 0) {
-        snprintf(res->error, sizeof res->error, "%s", strerror(-rc));
-        return rc;
-    }
-    return apply_ops(r, res);
+    return reconcile_services(r, &name, 1, desired, res);
 }
 
 bool reconcile_needs_full(const reconcile *r)
@@ -538,9 +770,4 @@ bool reconcile_owns(const reconcile *r, const struct ipvs_service *svc)
     svc_id id;
     svc_id_of(svc, &id);
     return owned_has(r, &id);
-}
-
-size_t reconcile_mirror_count(const reconcile *r)
-{
-    return r->mirror.n;
 }

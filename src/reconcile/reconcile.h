@@ -23,17 +23,24 @@
 
 typedef struct reconcile reconcile;
 
-/* Counts of one pass; ops holds every op sent, with its outcome (the caller logs them). */
+/* Called once for every op the kernel answered, in order, after the mirror learned from it
+ * (e.g. to log it). The op is only valid during the call. */
+typedef void (*reconcile_op_fn)(void *ctx, const struct ipvs_op *op);
+
+/* Counts of one pass. Set on_op (and ctx) before the pass to see each op; ops are sent in
+ * bounded batches and not kept, so a pass over a large table needs no memory per op. */
 typedef struct reconcile_result {
     size_t svc_added, svc_changed, svc_deleted;
     size_t dest_added, dest_changed, dest_deleted;
-    size_t failed;    /* ops the kernel refused (see ops[i].error) */
+    size_t sent;      /* ops sent */
+    size_t failed;    /* ops the kernel refused (the op shows the error) */
     size_t surprises; /* ops whose answer showed the mirror was wrong (EEXIST, ENOENT) */
-    struct ipvs_batch ops;
+    reconcile_op_fn on_op;
+    void *ctx;
     char error[320];  /* set when the pass as a whole failed */
 } reconcile_result;
 
-/* Free the ops and zero the counters; NULL is a no-op. */
+/* Zero the counters and the error (on_op and ctx are kept); NULL is a no-op. */
 void reconcile_result_free(reconcile_result *res);
 /* Total number of changes made (added + changed + deleted, services and dests). */
 size_t reconcile_result_changes(const reconcile_result *res);
@@ -51,12 +58,32 @@ int reconcile_flush(reconcile *r, reconcile_result *res);
 
 /* Full pass: dump the kernel, then make it match desired (the whole table). Repairs any
  * drift. Returns 0 (some ops may have failed: res->failed) or -errno when the dump or the
- * exchange with the kernel broke (res->error; the next pass retries). */
+ * exchange with the kernel broke (res->error; the next pass retries). Runs the sliced pass
+ * below to its end in one call. */
 int reconcile_full(reconcile *r, const lb_table *desired, reconcile_result *res);
 
-/* Incremental pass for one clusterf service: desired holds exactly its IPVS services (from
- * lb_compute_service; empty when it is gone). Works from the mirror, no dump: cost is
- * proportional to that service. Returns as reconcile_full. */
+/* The same full pass in slices, so that an event loop is never busy for long: begin dumps
+ * the kernel's services (not their dests) and deletes the owned services desired no longer
+ * holds; each step then dumps, diffs and applies the next max_services desired services.
+ * desired must stay valid and unchanged until the pass ends. While a pass runs, incremental
+ * passes are refused (-EBUSY): the caller keeps the services events touch and reconciles them
+ * once it ends. begin returns 0 or -errno (no pass runs then; -EBUSY if one already does);
+ * step returns 1 while more is left, 0 when the pass is over, -errno when it broke (the pass
+ * is over then too). */
+int reconcile_full_begin(reconcile *r, const lb_table *desired, reconcile_result *res);
+int reconcile_full_step(reconcile *r, size_t max_services, reconcile_result *res);
+/* True while a sliced full pass runs. */
+bool reconcile_full_running(const reconcile *r);
+
+/* Incremental pass for a set of clusterf services: desired holds exactly their IPVS
+ * services (from lb_compute_service for each name; a name with none is gone). Works from the
+ * mirror (dumping the dests of a service only when the mirror does not know them): cost is
+ * proportional to those services. A key one of them gave up and another of them took over
+ * in the same pass (a conflict handed over) is edited in place, never deleted. Returns as
+ * reconcile_full, or -EBUSY while a sliced full pass runs. */
+int reconcile_services(reconcile *r, const char *const *names, size_t n_names,
+                       const lb_table *desired, reconcile_result *res);
+/* reconcile_services for one name. */
 int reconcile_service(reconcile *r, const char *name, const lb_table *desired,
                       reconcile_result *res);
 
@@ -64,9 +91,8 @@ int reconcile_service(reconcile *r, const char *name, const lb_table *desired,
  * soon. Cleared by reconcile_full. */
 bool reconcile_needs_full(const reconcile *r);
 
-/* Number of services in the owned set, and in the mirror. */
+/* Number of services in the owned set. */
 size_t reconcile_owned_count(const reconcile *r);
-size_t reconcile_mirror_count(const reconcile *r);
 /* True when svc (by identity) is in the owned set, e.g. as read from the state file. */
 bool reconcile_owns(const reconcile *r, const struct ipvs_service *svc);
 

@@ -22,14 +22,22 @@ typedef struct mentry {
     struct ipvs_service svc;
     struct ipvs_dest *dests;
     size_t n_dests, cap;
+    bool dests_known; /* false: dests not dumped yet (dumped on first need) */
+    bool seen;        /* scratch: in the last service dump */
 } mentry;
 
 /* The IPVS services one clusterf service desired at its last pass. */
 typedef struct named {
     char *name;
     svc_id *ids;
-    size_t n;
+    size_t n, cap;
 } named;
+
+/* Which clusterf service last desired an IPVS service (the key is id). */
+typedef struct claim {
+    svc_id id;
+    named *by;
+} claim;
 
 struct reconcile {
     struct ipvs_iface kernel;
@@ -37,6 +45,11 @@ struct reconcile {
     bytemap mirror; /* svc_id -> mentry* */
     bytemap owned;  /* svc_id -> svc_id* (heap copy) */
     bytemap names;  /* name -> named* */
+    bytemap claims; /* svc_id -> claim* */
+    struct ipvs_batch batch; /* ops not sent yet (bounded: see BATCH_OPS) */
+    const lb_table *full;    /* desired of the sliced full pass running, or NULL */
+    size_t full_next;        /* next service of full to step through */
+    int64_t saved_ms;        /* when the state file was last written (monotonic) */
     bool needs_full;
     bool owned_dirty;
 };

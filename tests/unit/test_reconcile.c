@@ -18,6 +18,7 @@ typedef struct world {
     ipvs_fake *kernel;
     struct ipvs_iface iface;
     bool fail_dumps;
+    size_t dest_dumps; /* dest dumps the reconciler asked for */
     reconcile *rec;
     char state[128];
 } world;
@@ -31,6 +32,25 @@ static int world_dump(void *self, struct ipvs_table **out, struct ipvs_err *err)
         return err->code = -EIO;
     }
     return ipvs_fake_dump(w->kernel, out, err);
+}
+
+static int world_dump_services(void *self, struct ipvs_service **out, size_t *n,
+                               struct ipvs_err *err)
+{
+    world *w = self;
+    if (w->fail_dumps) {
+        snprintf(err->msg, sizeof err->msg, "injected dump failure");
+        return err->code = -EIO;
+    }
+    return ipvs_fake_dump_services(w->kernel, out, n, err);
+}
+
+static int world_dump_dests(void *self, const struct ipvs_service *svc, struct ipvs_dest **out,
+                            size_t *n, struct ipvs_err *err)
+{
+    world *w = self;
+    w->dest_dumps++;
+    return ipvs_fake_dump_dests(w->kernel, svc, out, n, err);
 }
 
 static int world_apply(void *self, struct ipvs_op *ops, size_t n, struct ipvs_err *err)
@@ -85,7 +105,9 @@ static void world_open(world *w, const char *state)
         w->cfg = config_store_new(NULL);
     if (!w->kernel) {
         w->kernel = ipvs_fake_new();
-        w->iface = (struct ipvs_iface){.self = w, .dump = world_dump, .apply = world_apply};
+        w->iface = (struct ipvs_iface){.self = w, .dump = world_dump,
+                                       .dump_services = world_dump_services,
+                                       .dump_dests = world_dump_dests, .apply = world_apply};
     }
     int rc = reconcile_new(&w->iface, state, &w->rec, err, sizeof err);
     CHECK_MSG(rc == 0, "reconcile_new: %d %s", rc, err);
@@ -127,34 +149,51 @@ static size_t full(world *w)
     return changes;
 }
 
-/* The kinds of the ops of the last incremental pass, space separated. */
+/* The kinds of the ops of the last incremental pass, space separated, and their number. */
 static char last_ops[512];
+static size_t last_n;
+
+/* reconcile_result.on_op: note the op's kind in last_ops. */
+static void note_op(void *ctx, const struct ipvs_op *op)
+{
+    (void)ctx;
+    size_t len = strlen(last_ops);
+    snprintf(last_ops + len, sizeof last_ops - len, "%s%s", last_n ? " " : "",
+             ipvs_op_name(op->kind));
+    last_n++;
+    if (getenv("DEBUG_OPS")) {
+        char a[80], b[80];
+        printf("    op %s %s %s outcome=%d err=%d\n", ipvs_op_name(op->kind),
+               ipvs_service_str(&op->svc, a, sizeof a), ipvs_dest_str(&op->svc, &op->dest, b, sizeof b),
+               op->outcome, op->error);
+    }
+}
+
+/* An incremental pass for the clusterf services names (n); returns the ops sent. */
+static size_t incr_many(world *w, const char *const *names, size_t n)
+{
+    lb_table t, one;
+    lb_table_init(&t);
+    lb_table_init(&one);
+    for (size_t i = 0; i < n; i++) {
+        CHECK_INT(lb_compute_service(w->cfg, names[i], &one), 0);
+        CHECK_INT(lb_table_take(&t, &one), 0);
+    }
+    reconcile_result res = {.on_op = note_op};
+    last_ops[0] = '\0';
+    last_n = 0;
+    int rc = reconcile_services(w->rec, names, n, &t, &res);
+    CHECK_MSG(rc == 0, "reconcile_services: %d %s", rc, res.error);
+    CHECK_INT(res.sent, last_n);
+    reconcile_result_free(&res);
+    lb_table_free(&t);
+    return last_n;
+}
 
 /* An incremental pass for one clusterf service; returns the ops sent. */
 static size_t incr(world *w, const char *name)
 {
-    lb_table t;
-    lb_table_init(&t);
-    CHECK_INT(lb_compute_service(w->cfg, name, &t), 0);
-    reconcile_result res = {0};
-    int rc = reconcile_service(w->rec, name, &t, &res);
-    CHECK_MSG(rc == 0, "reconcile_service: %d %s", rc, res.error);
-    size_t n = res.ops.n;
-    last_ops[0] = '\0';
-    for (size_t i = 0; i < n; i++)
-        snprintf(last_ops + strlen(last_ops), sizeof last_ops - strlen(last_ops), "%s%s",
-                 i ? " " : "", ipvs_op_name(res.ops.ops[i].kind));
-    if (getenv("DEBUG_OPS"))
-        for (size_t i = 0; i < n; i++) {
-            char a[80], b[80];
-            printf("    op %s %s %s outcome=%d err=%d\n", ipvs_op_name(res.ops.ops[i].kind),
-                   ipvs_service_str(&res.ops.ops[i].svc, a, sizeof a),
-                   ipvs_dest_str(&res.ops.ops[i].svc, &res.ops.ops[i].dest, b, sizeof b),
-                   res.ops.ops[i].outcome, res.ops.ops[i].error);
-        }
-    reconcile_result_free(&res);
-    lb_table_free(&t);
-    return n;
+    return incr_many(w, &name, 1);
 }
 
 static struct ipvs_service tcp_svc(const char *vip, uint16_t port)
@@ -438,7 +477,7 @@ static void test_dump_failure(void)
     reconcile_result res = {0};
     CHECK_INT(reconcile_full(w.rec, &t, &res), -EIO);
     CHECK_MSG(strstr(res.error, "dump") != NULL, "error: %s", res.error);
-    CHECK_INT(res.ops.n, 0);
+    CHECK_INT(res.sent, 0);
     reconcile_result_free(&res);
     lb_table_free(&t);
     CHECK_INT(n_services(&w), 0);
@@ -479,6 +518,138 @@ static void test_vip_change(void)
     world_close(&w);
 }
 
+
+/* Two services claim one VIP (a wins, sorting first); a moves away and b takes the VIP over.
+ * Whatever order the touched services are reconciled in, alone or together, the VIP is
+ * handed over in place: never deleted (that would cut b's connections). */
+static void conflict_handover(const char *const *order, size_t n_order, bool together)
+{
+    world w = {0};
+    world_open(&w, NULL);
+    put(&w, "services/a/frontend", "{\"ipv4\":\"10.7.0.1\",\"tcp\":80}");
+    put(&w, "services/a/backends/x", "{\"ipv4\":\"10.7.1.1\",\"tcp\":80}");
+    put(&w, "services/b/frontend", "{\"ipv4\":\"10.7.0.1\",\"tcp\":80}");
+    put(&w, "services/b/backends/y", "{\"ipv4\":\"10.7.2.2\",\"tcp\":80}");
+    full(&w);
+    struct ipvs_service vip1 = tcp_svc("10.7.0.1", 80), vip2 = tcp_svc("10.7.0.2", 80);
+    CHECK_INT(weight_of(&w, vip1, "10.7.1.1", 80), 10);
+    CHECK_INT(weight_of(&w, vip1, "10.7.2.2", 80), -1);
+    put(&w, "services/a/frontend", "{\"ipv4\":\"10.7.0.2\",\"tcp\":80}");
+    char ops[1024] = "";
+    if (together) {
+        incr_many(&w, order, n_order);
+        snprintf(ops, sizeof ops, "%s", last_ops);
+    } else {
+        for (size_t i = 0; i < n_order; i++) {
+            incr(&w, order[i]);
+            snprintf(ops + strlen(ops), sizeof ops - strlen(ops), "%s; ", last_ops);
+        }
+    }
+    CHECK_MSG(strstr(ops, "del-service") == NULL, "ops: %s", ops);
+    CHECK_INT(weight_of(&w, vip1, "10.7.2.2", 80), 10);
+    CHECK_INT(weight_of(&w, vip1, "10.7.1.1", 80), -1);
+    CHECK_INT(weight_of(&w, vip2, "10.7.1.1", 80), 10);
+    CHECK_INT(n_services(&w), 2);
+    CHECK(!reconcile_needs_full(w.rec));
+    CHECK_INT(full(&w), 0);
+    world_close(&w);
+}
+
+static void test_conflict_handover(void)
+{
+    const char *ab[] = {"a", "b"}, *ba[] = {"b", "a"};
+    conflict_handover(ab, 2, true);
+    conflict_handover(ba, 2, true);
+    conflict_handover(ab, 2, false);
+    conflict_handover(ba, 2, false);
+}
+
+/* A full pass in slices gives the same table as one in a go, dumps the dests of each service
+ * it diffs once, and refuses incremental passes while it runs. */
+static void test_sliced_full_pass(void)
+{
+    world w = {0};
+    world_open(&w, NULL);
+    char key[64], val[96];
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof key, "services/s%d/frontend", i);
+        snprintf(val, sizeof val, "{\"ipv4\":\"10.8.%d.%d\",\"tcp\":80}", i / 200, i % 200 + 1);
+        put(&w, key, val);
+        for (int j = 0; j < 3; j++) {
+            snprintf(key, sizeof key, "services/s%d/backends/b%d", i, j);
+            snprintf(val, sizeof val, "{\"ipv4\":\"10.9.%d.%d\",\"tcp\":%d}", i / 200,
+                     i % 200 + 1, 8000 + j);
+            put(&w, key, val);
+        }
+    }
+    CHECK_INT(full(&w), 300 + 900);
+    /* Drift on every 10th service, then a sliced pass repairs it. */
+    for (int i = 0; i < 300; i += 10) {
+        char vip[32], be[32];
+        snprintf(vip, sizeof vip, "10.8.%d.%d", i / 200, i % 200 + 1);
+        snprintf(be, sizeof be, "10.9.%d.%d", i / 200, i % 200 + 1);
+        struct ipvs_service s = tcp_svc(vip, 80);
+        struct ipvs_dest d = dest(be, 8001);
+        by_hand(&w, IPVS_OP_DEL_DEST, &s, &d);
+    }
+    lb_table t;
+    lb_table_init(&t);
+    CHECK_INT(lb_compute_all(w.cfg, &t), 0);
+    reconcile_result res = {0};
+    w.dest_dumps = 0;
+    CHECK_INT(reconcile_full_begin(w.rec, &t, &res), 0);
+    CHECK(reconcile_full_running(w.rec));
+    CHECK_INT(reconcile_full_begin(w.rec, &t, &res), -EBUSY);
+    const char *name = "s1";
+    reconcile_result ires = {0};
+    CHECK_INT(reconcile_services(w.rec, &name, 1, &t, &ires), -EBUSY);
+    int steps = 0, rc;
+    while ((rc = reconcile_full_step(w.rec, 7, &res)) > 0)
+        steps++;
+    CHECK_INT(rc, 0);
+    CHECK_INT(steps, 300 / 7);
+    CHECK(!reconcile_full_running(w.rec));
+    CHECK_INT(res.dest_added, 30);
+    CHECK_INT(reconcile_result_changes(&res), 30);
+    CHECK_INT(w.dest_dumps, 300);
+    reconcile_result_free(&res);
+    lb_table_free(&t);
+    /* An incremental pass now dumps nothing: the mirror knows every dest it diffs. */
+    put(&w, "services/s5/backends/b0", "{\"ipv4\":\"10.9.0.6\",\"tcp\":8000,\"weight\":3}");
+    w.dest_dumps = 0;
+    CHECK_INT(incr(&w, "s5"), 1);
+    CHECK_STR(last_ops, "edit-dest");
+    CHECK_INT(w.dest_dumps, 0);
+    CHECK_INT(full(&w), 0);
+    world_close(&w);
+}
+
+/* A hand-made service the config comes to name is adopted by an incremental pass from what
+ * the kernel holds: its dests are dumped once, not guessed (no EEXIST surprise). */
+static void test_incremental_adoption(void)
+{
+    world w = {0};
+    world_open(&w, NULL);
+    struct ipvs_service foreign = tcp_svc("192.0.2.1", 22);
+    struct ipvs_dest fd = dest("192.0.2.9", 22);
+    fd.weight = 10;
+    fd.fwd = IP_VS_CONN_F_MASQ;
+    by_hand(&w, IPVS_OP_ADD_SERVICE, &foreign, NULL);
+    by_hand(&w, IPVS_OP_ADD_DEST, &foreign, &fd);
+    full(&w);
+    put(&w, "services/ssh/frontend", "{\"ipv4\":\"192.0.2.1\",\"tcp\":22}");
+    put(&w, "services/ssh/backends/x", "{\"ipv4\":\"192.0.2.9\",\"tcp\":22}");
+    put(&w, "services/ssh/backends/y", "{\"ipv4\":\"192.0.2.10\",\"tcp\":22}");
+    w.dest_dumps = 0;
+    incr(&w, "ssh");
+    CHECK_STR(last_ops, "add-dest");
+    CHECK_INT(w.dest_dumps, 1);
+    CHECK(!reconcile_needs_full(w.rec));
+    CHECK(reconcile_owns(w.rec, &foreign));
+    CHECK_INT(weight_of(&w, foreign, "192.0.2.10", 22), 10);
+    world_close(&w);
+}
+
 int main(int argc, char **argv)
 {
     check_init(argc, argv);
@@ -493,5 +664,8 @@ int main(int argc, char **argv)
     check_run("dump_failure", test_dump_failure);
     check_run("flush", test_flush);
     check_run("vip_change", test_vip_change);
+    check_run("conflict_handover", test_conflict_handover);
+    check_run("sliced_full_pass", test_sliced_full_pass);
+    check_run("incremental_adoption", test_incremental_adoption);
     return check_end();
 }
