@@ -154,7 +154,8 @@ static void full_end(ipvsd *d)
     log_result("full", d->full_why, &d->full_res, clock_now_ms() - d->full_t0, extra);
     if (strcmp(d->full_why, "resync") == 0 && reconcile_result_changes(&d->full_res))
         log_warn("msg=\"drift repaired\" changes=%zu", reconcile_result_changes(&d->full_res));
-    lb_table_free(&d->full_table);
+    config_strs_clear(&d->full_names);
+    d->full_next = 0;
     if (d->full_again) {
         d->full_again = false;
         ipvsd_pass_full(d, "queued");
@@ -163,20 +164,56 @@ static void full_end(ipvsd *d)
     }
 }
 
+/* Compute and reconcile the next FULL_STEP_SERVICES clusterf services of the full pass.
+ * Returns 1 while more are left, 0 when the pass is over (logged), -1 when it broke. */
+static int full_step(ipvsd *d)
+{
+    lb_table part, one;
+    lb_table_init(&part);
+    lb_table_init(&one);
+    size_t end = d->full_next + FULL_STEP_SERVICES;
+    if (end > d->full_names.n)
+        end = d->full_names.n;
+    int rc = 0;
+    for (; rc == 0 && d->full_next < end; d->full_next++)
+        if (lb_compute_service(d->cfg, d->full_names.v[d->full_next], &one) < 0 ||
+            lb_table_take(&part, &one) < 0)
+            rc = -ENOMEM;
+    if (rc == 0) {
+        log_lb_warnings(d, &part);
+        rc = reconcile_full_add(d->rec, &part, &d->full_res);
+    } else {
+        snprintf(d->full_res.error, sizeof d->full_res.error, "out of memory");
+    }
+    lb_table_free(&one);
+    lb_table_free(&part);
+    if (rc == 0 && d->full_next < d->full_names.n)
+        return 1;
+    if (rc == 0)
+        rc = reconcile_full_end(d->rec, &d->full_res);
+    else
+        reconcile_full_abort(d->rec); /* what was applied stays; the next pass redoes it */
+    full_end(d);
+    return rc == 0 ? 0 : -1;
+}
+
 /* Run the full pass for up to FULL_SLICE_MS, then give the loop back. */
 static void full_slice(ipvsd *d)
 {
     int64_t t0 = clock_now_ms(), now = t0;
     int rc = 1;
     while (rc > 0 && now - t0 < FULL_SLICE_MS) {
-        rc = reconcile_full_step(d->rec, FULL_STEP_SERVICES, &d->full_res);
+        rc = full_step(d);
         now = clock_now_ms();
     }
     d->full_slices++;
     if (now - t0 > d->full_longest_ms)
         d->full_longest_ms = now - t0;
-    if (rc <= 0)
-        full_end(d);
+}
+
+static int add_name(const char *service, void *ctx)
+{
+    return config_strs_push(ctx, service);
 }
 
 void ipvsd_pass_full(ipvsd *d, const char *why)
@@ -187,22 +224,25 @@ void ipvsd_pass_full(ipvsd *d, const char *why)
     }
     d->full_t0 = clock_now_ms();
     d->full_slices = 0;
-    d->full_longest_ms = 0;
     snprintf(d->full_why, sizeof d->full_why, "%s", why);
     d->full_res = result_for(d);
     d->all_dirty = false;
     nameset_clear(&d->dirty);
-    if (lb_compute_all(d->cfg, &d->full_table) < 0) {
-        log_error("msg=\"cannot compute the table\" error=\"out of memory\"");
+    config_strs_clear(&d->full_names);
+    d->full_next = 0;
+    /* The names now; each slice computes its services from the config as it is then. */
+    if (config_store_foreach_service(d->cfg, add_name, &d->full_names) < 0) {
+        log_error("msg=\"cannot start a full pass\" error=\"out of memory\"");
+        config_strs_clear(&d->full_names);
         return;
     }
-    log_lb_warnings(d, &d->full_table);
-    if (reconcile_full_begin(d->rec, &d->full_table, &d->full_res) < 0) {
+    if (reconcile_full_begin(d->rec, &d->full_res) < 0) {
         full_end(d);
         return;
     }
-    int64_t busy = clock_now_ms() - d->full_t0;
-    d->full_longest_ms = busy;
+    d->full_longest_ms = clock_now_ms() - d->full_t0;
+    log_debug("msg=\"full pass begun\" scope=%s services=%zu begin_ms=%lld", why,
+              d->full_names.n, (long long)d->full_longest_ms);
     full_slice(d);
 }
 
@@ -423,7 +463,7 @@ static void teardown(ipvsd *d)
     reconcile_free(d->rec);
     ipvs_conn_free(d->conn);
     config_store_free(d->cfg);
-    lb_table_free(&d->full_table);
+    config_strs_clear(&d->full_names);
     nameset_clear(&d->dirty);
     nameset_clear(&d->warned);
     int fds[] = {d->ep, d->sig_fd, d->coalesce_fd, d->resync_fd, d->retry_fd, d->local_fd, d->inotify_fd};

@@ -32,8 +32,9 @@ typedef struct ipvsd {
     bool advertised;        /* the advertised route is in etcd under a live lease */
     bool stop;
     backoff retry;
-    /* The sliced full pass (reconcile_full_begin/step) while one runs. */
-    lb_table full_table;    /* its desired table */
+    /* The sliced full pass (reconcile_full_begin/add/end) while one runs. */
+    config_strs full_names; /* the clusterf services it walks */
+    size_t full_next;       /* the next of them */
     reconcile_result full_res;
     char full_why[32];
     int64_t full_t0, full_longest_ms;

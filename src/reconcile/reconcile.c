@@ -106,13 +106,56 @@ static mentry *mirror_upsert(reconcile *r, const struct ipvs_service *svc)
     return m;
 }
 
+/* d of svc as the mirror keeps it. */
+static void mdest_from(const struct ipvs_service *svc, const struct ipvs_dest *d, mdest *out)
+{
+    memset(out, 0, sizeof *out);
+    out->af = d->af ? d->af : svc->af;
+    memcpy(out->addr, d->addr, out->af == AF_INET ? 4 : 16);
+    out->port = d->port;
+    out->fwd = d->fwd;
+    out->weight = d->weight;
+    out->u_thresh = d->u_thresh;
+    out->l_thresh = d->l_thresh;
+    out->tun_port = d->tun_port;
+    out->tun_flags = d->tun_flags;
+    out->tun_type = d->tun_type;
+}
+
+static void mdest_to(const mdest *m, struct ipvs_dest *out)
+{
+    memset(out, 0, sizeof *out);
+    out->af = m->af;
+    memcpy(out->addr, m->addr, sizeof out->addr);
+    out->port = m->port;
+    out->fwd = m->fwd;
+    out->weight = m->weight;
+    out->u_thresh = m->u_thresh;
+    out->l_thresh = m->l_thresh;
+    out->tun_port = m->tun_port;
+    out->tun_flags = m->tun_flags;
+    out->tun_type = m->tun_type;
+}
+
+/* The order of ipvs_dest_cmp: family, address, port. */
+static int mdest_cmp(const void *pa, const void *pb)
+{
+    const mdest *a = pa, *b = pb;
+    if (a->af != b->af)
+        return a->af < b->af ? -1 : 1;
+    int r = memcmp(a->addr, b->addr, sizeof a->addr);
+    if (r)
+        return r;
+    return a->port < b->port ? -1 : a->port > b->port;
+}
+
 /* Index of the first dest >= d in m (binary search). */
-static size_t mentry_lower(const mentry *m, const struct ipvs_dest *d)
+static size_t mentry_lower(const mentry *m, const mdest *d)
 {
     size_t lo = 0, hi = m->n_dests;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (ipvs_dest_cmp(&m->svc, &m->dests[mid], d) < 0)
+        if (mdest_cmp(&m->dests[mid], d) < 0)
             lo = mid + 1;
         else
             hi = mid;
@@ -123,23 +166,27 @@ static size_t mentry_lower(const mentry *m, const struct ipvs_dest *d)
 /* Insert or replace d in m, keeping dests sorted. 0 or -ENOMEM. */
 static int mentry_put_dest(mentry *m, const struct ipvs_dest *d)
 {
-    size_t i = mentry_lower(m, d);
-    if (i < m->n_dests && ipvs_dest_cmp(&m->svc, &m->dests[i], d) == 0) {
-        m->dests[i] = *d;
+    mdest md;
+    mdest_from(&m->svc, d, &md);
+    size_t i = mentry_lower(m, &md);
+    if (i < m->n_dests && mdest_cmp(&m->dests[i], &md) == 0) {
+        m->dests[i] = md;
         return 0;
     }
     if (vec_grow((void **)&m->dests, &m->cap, m->n_dests + 1, sizeof *m->dests) < 0)
         return -ENOMEM;
     memmove(&m->dests[i + 1], &m->dests[i], (m->n_dests - i) * sizeof *m->dests);
-    m->dests[i] = *d;
+    m->dests[i] = md;
     m->n_dests++;
     return 0;
 }
 
 static void mentry_del_dest(mentry *m, const struct ipvs_dest *d)
 {
-    size_t i = mentry_lower(m, d);
-    if (i < m->n_dests && ipvs_dest_cmp(&m->svc, &m->dests[i], d) == 0) {
+    mdest md;
+    mdest_from(&m->svc, d, &md);
+    size_t i = mentry_lower(m, &md);
+    if (i < m->n_dests && mdest_cmp(&m->dests[i], &md) == 0) {
         memmove(&m->dests[i], &m->dests[i + 1], (m->n_dests - i - 1) * sizeof *m->dests);
         m->n_dests--;
     }
@@ -160,10 +207,17 @@ static int mentry_load_dests(reconcile *r, mentry *m, struct ipvs_err *err)
     int rc = r->kernel.dump_dests(r->kernel.self, &m->svc, &dests, &n, err);
     if (rc < 0)
         return rc;
-    if (n)
-        qsort_r(dests, n, sizeof *dests, dest_sort_cmp, &m->svc);
+    mdest *md = malloc((n ? n : 1) * sizeof *md);
+    if (!md) {
+        free(dests);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        mdest_from(&m->svc, &dests[i], &md[i]);
+    free(dests);
+    qsort(md, n, sizeof *md, mdest_cmp);
     free(m->dests);
-    m->dests = dests;
+    m->dests = md;
     m->n_dests = m->cap = n;
     m->dests_known = true;
     return 0;
@@ -315,15 +369,14 @@ static int diff_dests(reconcile *r, reconcile_result *res, const struct ipvs_ser
                       const mentry *m, const struct ipvs_dest *want, size_t n)
 {
     size_t have_n = m ? m->n_dests : 0, i = 0, j = 0;
-    const struct ipvs_dest *have = m ? m->dests : NULL;
     int rc = 0;
     /* Deletes first, then edits and adds: a pass never holds two dests for one slot. The
      * mirror changes as batches are answered, so copy what is compared. */
     struct ipvs_dest *snap = have_n ? malloc(have_n * sizeof *snap) : NULL;
     if (have_n && !snap)
         return -ENOMEM;
-    if (have_n)
-        memcpy(snap, have, have_n * sizeof *snap);
+    for (size_t k = 0; k < have_n; k++)
+        mdest_to(&m->dests[k], &snap[k]);
     for (int phase = 0; phase < 2 && rc == 0; phase++) {
         for (i = 0, j = 0; rc == 0 && (i < have_n || j < n);) {
             int c = i == have_n ? 1 : j == n ? -1 : ipvs_dest_cmp(svc, &snap[i], &want[j]);
@@ -583,8 +636,8 @@ static int want_build(const lb_table *desired, bytemap *want, svc_id **ids)
     return 0;
 }
 
-/* Delete every owned service of the mirror that want does not hold. */
-static int delete_unwanted(reconcile *r, const bytemap *want, reconcile_result *res)
+/* Delete every owned service of the mirror that no clusterf service claims. */
+static int delete_unclaimed(reconcile *r, reconcile_result *res)
 {
     svc_id *del = NULL;
     size_t n = 0, cap = 0, pos = 0;
@@ -592,7 +645,7 @@ static int delete_unwanted(reconcile *r, const bytemap *want, reconcile_result *
     /* Collect first: answered ops change the mirror. */
     while (bytemap_next(&r->mirror, &pos, &e)) {
         const mentry *m = e->val;
-        if (bytemap_get(want, &m->id, sizeof m->id) || !owned_has(r, &m->id))
+        if (bytemap_get(&r->claims, &m->id, sizeof m->id) || !owned_has(r, &m->id))
             continue;
         if (vec_grow((void **)&del, &cap, n + 1, sizeof *del) < 0) {
             free(del);
@@ -607,8 +660,8 @@ static int delete_unwanted(reconcile *r, const bytemap *want, reconcile_result *
     return rc;
 }
 
-/* Drop owned services that are neither in the kernel nor desired: nothing left to clean. */
-static int forget_vanished(reconcile *r, const bytemap *want)
+/* Drop owned services that are neither in the kernel nor claimed: nothing left to clean. */
+static int forget_vanished(reconcile *r)
 {
     svc_id *gone = NULL;
     size_t n = 0, pos = 0;
@@ -616,7 +669,7 @@ static int forget_vanished(reconcile *r, const bytemap *want)
     if (r->owned.n && !(gone = malloc(r->owned.n * sizeof *gone)))
         return -ENOMEM;
     while (bytemap_next(&r->owned, &pos, &e))
-        if (!mirror_get(r, e->val) && !bytemap_get(want, e->val, sizeof(svc_id)))
+        if (!mirror_get(r, e->val) && !bytemap_get(&r->claims, e->val, sizeof(svc_id)))
             gone[n++] = *(svc_id *)e->val;
     for (size_t i = 0; i < n; i++)
         owned_remove(r, &gone[i]);
@@ -624,19 +677,14 @@ static int forget_vanished(reconcile *r, const bytemap *want)
     return 0;
 }
 
-/* Names and claims from a whole desired table. */
-static int names_rebuild(reconcile *r, const lb_table *desired)
+/* End a full pass that broke: the next one starts over. */
+static int full_abort(reconcile *r, reconcile_result *res, int rc)
 {
-    names_clear(r);
-    for (size_t i = 0; i < desired->n_services; i++) {
-        int rc = names_claim(r, &desired->services[i]);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    reconcile_full_abort(r);
+    return fail(res, rc);
 }
 
-int reconcile_full_begin(reconcile *r, const lb_table *desired, reconcile_result *res)
+int reconcile_full_begin(reconcile *r, reconcile_result *res)
 {
     if (r->full)
         return fail(res, -EBUSY);
@@ -650,69 +698,69 @@ int reconcile_full_begin(reconcile *r, const lb_table *desired, reconcile_result
     }
     rc = mirror_sync_services(r, svcs, n);
     free(svcs);
-    r->needs_full = false;
-    bytemap want = {0};
-    svc_id *ids = NULL;
-    if (rc == 0)
-        rc = want_build(desired, &want, &ids);
-    if (rc == 0)
-        rc = delete_unwanted(r, &want, res);
-    if (rc == 0)
-        rc = forget_vanished(r, &want);
-    bytemap_clear(&want);
-    free(ids);
-    if (rc == 0)
-        rc = names_rebuild(r, desired);
-    if (rc == 0)
-        rc = flush_ops(r, res);
-    if (rc < 0) {
-        r->needs_full = true;
+    if (rc < 0)
         return fail(res, rc);
-    }
-    r->full = desired;
-    r->full_next = 0;
+    r->needs_full = false;
+    /* Claims are rebuilt from what the pass is given: at its end they are the desired set. */
+    names_clear(r);
+    r->full = true;
     return 0;
 }
 
-int reconcile_full_step(reconcile *r, size_t max_services, reconcile_result *res)
+int reconcile_full_add(reconcile *r, const lb_table *part, reconcile_result *res)
 {
-    const lb_table *t = r->full;
-    if (!t)
-        return 0;
-    size_t end = r->full_next + (max_services ? max_services : 1);
-    if (end > t->n_services)
-        end = t->n_services;
+    if (!r->full)
+        return fail(res, -EINVAL);
     int rc = 0;
-    for (; rc == 0 && r->full_next < end; r->full_next++)
-        rc = diff_service(r, &t->services[r->full_next], res);
+    for (size_t i = 0; rc == 0 && i < part->n_services; i++) {
+        rc = diff_service(r, &part->services[i], res);
+        if (rc == 0)
+            rc = names_claim(r, &part->services[i]);
+    }
     if (rc == 0)
         rc = flush_ops(r, res);
-    bool over = rc < 0 || r->full_next >= t->n_services;
-    /* A failed write of the state file does not stop the pass: the last write reports it. */
-    int src = save_owned(r, over, res);
-    if (!over)
-        return 1;
-    r->full = NULL;
-    if (rc < 0) {
+    if (rc < 0)
+        return full_abort(r, res, rc);
+    save_owned(r, false, res); /* a failed write is reported by the last one */
+    return 0;
+}
+
+int reconcile_full_end(reconcile *r, reconcile_result *res)
+{
+    if (!r->full)
+        return fail(res, -EINVAL);
+    int rc = delete_unclaimed(r, res);
+    if (rc == 0)
+        rc = forget_vanished(r);
+    if (rc == 0)
+        rc = flush_ops(r, res);
+    if (rc < 0)
+        return full_abort(r, res, rc);
+    r->full = false;
+    return save_owned(r, true, res);
+}
+
+void reconcile_full_abort(reconcile *r)
+{
+    if (r->full) {
+        r->full = false;
         r->needs_full = true;
-        return fail(res, rc);
+        r->batch.n = 0;
     }
-    return src;
 }
 
 bool reconcile_full_running(const reconcile *r)
 {
-    return r->full != NULL;
+    return r->full;
 }
 
 int reconcile_full(reconcile *r, const lb_table *desired, reconcile_result *res)
 {
-    int rc = reconcile_full_begin(r, desired, res);
-    if (rc < 0)
-        return rc;
-    do
-        rc = reconcile_full_step(r, 256, res);
-    while (rc > 0);
+    int rc = reconcile_full_begin(r, res);
+    if (rc == 0)
+        rc = reconcile_full_add(r, desired, res);
+    if (rc == 0)
+        rc = reconcile_full_end(r, res);
     return rc;
 }
 

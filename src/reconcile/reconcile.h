@@ -63,15 +63,18 @@ int reconcile_flush(reconcile *r, reconcile_result *res);
 int reconcile_full(reconcile *r, const lb_table *desired, reconcile_result *res);
 
 /* The same full pass in slices, so that an event loop is never busy for long: begin dumps
- * the kernel's services (not their dests) and deletes the owned services desired no longer
- * holds; each step then dumps, diffs and applies the next max_services desired services.
- * desired must stay valid and unchanged until the pass ends. While a pass runs, incremental
- * passes are refused (-EBUSY): the caller keeps the services events touch and reconciles them
- * once it ends. begin returns 0 or -errno (no pass runs then; -EBUSY if one already does);
- * step returns 1 while more is left, 0 when the pass is over, -errno when it broke (the pass
- * is over then too). */
-int reconcile_full_begin(reconcile *r, const lb_table *desired, reconcile_result *res);
-int reconcile_full_step(reconcile *r, size_t max_services, reconcile_result *res);
+ * the kernel's services (not their dests); each add diffs and applies a part of the desired
+ * table (the whole IPVS services of some clusterf services: their dests are dumped then);
+ * end deletes the owned services that no part held. Every desired service must be in exactly
+ * one part. While a pass runs, incremental passes are refused (-EBUSY): the caller keeps the
+ * services that events touch and reconciles them once it ends. Each returns 0 or -errno
+ * (res->error); after an error the pass is over (begin: none started; -EBUSY if one runs). */
+int reconcile_full_begin(reconcile *r, reconcile_result *res);
+int reconcile_full_add(reconcile *r, const lb_table *part, reconcile_result *res);
+int reconcile_full_end(reconcile *r, reconcile_result *res);
+/* Stop a sliced full pass without its end (nothing is deleted); the mirror is marked out of
+ * date, so the caller runs a new full pass. No-op when none runs. */
+void reconcile_full_abort(reconcile *r);
 /* True while a sliced full pass runs. */
 bool reconcile_full_running(const reconcile *r);
 

@@ -16,11 +16,23 @@ typedef struct svc_id {
     uint8_t addr[16];  /* zero for fwmark services */
 } svc_id;
 
-/* One kernel service as clusterf last saw it, dests sorted by ipvs_dest_cmp. */
+/* A dest as the mirror keeps it: what clusterf sets, without the kernel's counters (a third
+ * of a struct ipvs_dest: the mirror of a 100k-dest table is small). addr is zero past the
+ * family's length; af is never 0. */
+typedef struct mdest {
+    uint8_t addr[16];
+    uint16_t af, port;
+    uint32_t fwd, weight, u_thresh, l_thresh;
+    uint16_t tun_port, tun_flags;
+    uint8_t tun_type;
+} mdest;
+
+/* One kernel service as clusterf last saw it, dests sorted by (af, addr, port) as
+ * ipvs_dest_cmp orders them. */
 typedef struct mentry {
     svc_id id;
     struct ipvs_service svc;
-    struct ipvs_dest *dests;
+    mdest *dests;
     size_t n_dests, cap;
     bool dests_known; /* false: dests not dumped yet (dumped on first need) */
     bool seen;        /* scratch: in the last service dump */
@@ -47,8 +59,7 @@ struct reconcile {
     bytemap names;  /* name -> named* */
     bytemap claims; /* svc_id -> claim* */
     struct ipvs_batch batch; /* ops not sent yet (bounded: see BATCH_OPS) */
-    const lb_table *full;    /* desired of the sliced full pass running, or NULL */
-    size_t full_next;        /* next service of full to step through */
+    bool full;               /* a sliced full pass runs (begin done, end not yet) */
     int64_t saved_ms;        /* when the state file was last written (monotonic) */
     bool needs_full;
     bool owned_dirty;

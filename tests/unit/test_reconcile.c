@@ -597,17 +597,18 @@ static void test_sliced_full_pass(void)
     CHECK_INT(lb_compute_all(w.cfg, &t), 0);
     reconcile_result res = {0};
     w.dest_dumps = 0;
-    CHECK_INT(reconcile_full_begin(w.rec, &t, &res), 0);
+    CHECK_INT(reconcile_full_begin(w.rec, &res), 0);
     CHECK(reconcile_full_running(w.rec));
-    CHECK_INT(reconcile_full_begin(w.rec, &t, &res), -EBUSY);
+    CHECK_INT(reconcile_full_begin(w.rec, &res), -EBUSY);
     const char *name = "s1";
     reconcile_result ires = {0};
     CHECK_INT(reconcile_services(w.rec, &name, 1, &t, &ires), -EBUSY);
-    int steps = 0, rc;
-    while ((rc = reconcile_full_step(w.rec, 7, &res)) > 0)
-        steps++;
-    CHECK_INT(rc, 0);
-    CHECK_INT(steps, 300 / 7);
+    for (size_t i = 0; i < t.n_services; i += 7) {
+        lb_table part = {.services = t.services + i,
+                         .n_services = t.n_services - i < 7 ? t.n_services - i : 7};
+        CHECK_INT(reconcile_full_add(w.rec, &part, &res), 0);
+    }
+    CHECK_INT(reconcile_full_end(w.rec, &res), 0);
     CHECK(!reconcile_full_running(w.rec));
     CHECK_INT(res.dest_added, 30);
     CHECK_INT(reconcile_result_changes(&res), 30);
@@ -621,6 +622,39 @@ static void test_sliced_full_pass(void)
     CHECK_STR(last_ops, "edit-dest");
     CHECK_INT(w.dest_dumps, 0);
     CHECK_INT(full(&w), 0);
+    world_close(&w);
+}
+
+/* A full pass deletes, at its end, the owned services no part held; one that is aborted
+ * deletes nothing and asks for a new full pass. */
+static void test_full_pass_end_and_abort(void)
+{
+    world w = {0};
+    world_open(&w, NULL);
+    put(&w, "services/a/frontend", "{\"ipv4\":\"10.7.0.1\",\"tcp\":80}");
+    put(&w, "services/b/frontend", "{\"ipv4\":\"10.7.0.2\",\"tcp\":80}");
+    full(&w);
+    CHECK_INT(n_services(&w), 2);
+    lb_table t;
+    lb_table_init(&t);
+    CHECK_INT(lb_compute_all(w.cfg, &t), 0);
+    lb_table only_a = {.services = t.services, .n_services = 1};
+    reconcile_result res = {0};
+    CHECK_INT(reconcile_full_begin(w.rec, &res), 0);
+    CHECK_INT(reconcile_full_add(w.rec, &only_a, &res), 0);
+    reconcile_full_abort(w.rec);
+    CHECK(!reconcile_full_running(w.rec));
+    CHECK(reconcile_needs_full(w.rec));
+    CHECK_INT(n_services(&w), 2);
+    CHECK_INT(reconcile_full_begin(w.rec, &res), 0);
+    CHECK_INT(reconcile_full_add(w.rec, &only_a, &res), 0);
+    CHECK_INT(reconcile_full_end(w.rec, &res), 0);
+    CHECK_INT(res.svc_deleted, 1);
+    CHECK_INT(n_services(&w), 1);
+    struct ipvs_service a = tcp_svc("10.7.0.1", 80);
+    CHECK(has_service(&w, &a));
+    reconcile_result_free(&res);
+    lb_table_free(&t);
     world_close(&w);
 }
 
@@ -667,5 +701,6 @@ int main(int argc, char **argv)
     check_run("conflict_handover", test_conflict_handover);
     check_run("sliced_full_pass", test_sliced_full_pass);
     check_run("incremental_adoption", test_incremental_adoption);
+    check_run("full_pass_end_and_abort", test_full_pass_end_and_abort);
     return check_end();
 }
