@@ -206,8 +206,8 @@ typedef struct config_event {
  * config_result_free; config_store_apply resets it first, so one can be reused. */
 typedef struct config_result {
     bool changed;          /* the merged view changed */
-    bool all_services;     /* a route changed: every service must be recomputed */
-    config_strs services;  /* services whose lb output may have changed: sorted, unique */
+    config_strs services;  /* services whose lb output may have changed (for a route: those
+                            * with a backend under its old or new prefix): sorted, unique */
     config_strs warnings;  /* unknown key, unknown fields, cleared host bits */
     bool invalid;          /* the value was invalid: see error */
     bool stale;            /* ... and the key keeps its last valid value */

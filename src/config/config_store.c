@@ -1,11 +1,13 @@
 /* config_store.c -- every key per source with its last valid value, the merged view (local
  * beats advertised beats etcd; -filter-etcd-routes), and what each event touched. Indexes:
- * key -> node, service -> its nodes, IPVS service key -> the services producing it, so one
- * event costs O(the services it touches). No I/O. */
+ * key -> node, service -> its nodes, IPVS service key -> the services producing it, address
+ * block -> the backends in force there (so a route change touches only the services with a
+ * backend under its prefix), so one event costs O(the services it touches). No I/O. */
 #include "common/vec.h"
 #include "config/config_int.h"
 
 #include <errno.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,8 +52,18 @@ typedef struct svckey_owners {
     size_t n, cap;
 } svckey_owners;
 
+/* Backends in force whose address lies in one block (an IPv4 /24 or an IPv6 /64). */
+#define BLOCK_PLEN4 24
+#define BLOCK_PLEN6 64
+typedef struct addr_block {
+    uint8_t key[9]; /* family, then the block's leading address bytes (zero-padded) */
+    cfg_node **v;
+    size_t n, cap;
+} addr_block;
+
 struct config_store {
     config_options opt;
+    bytemap blocks; /* addr_block.key -> addr_block */
     bytemap nodes;  /* key -> cfg_node */
     bytemap svcs;   /* name -> cfg_svc */
     bytemap owners; /* config_svckey -> svckey_owners */
@@ -146,9 +158,16 @@ void config_store_free(config_store *s)
         free(o->v);
         free(o);
     }
+    pos = 0, e = NULL;
+    while (bytemap_next(&s->blocks, &pos, &e)) {
+        addr_block *b = e->val;
+        free(b->v);
+        free(b);
+    }
     bytemap_clear(&s->nodes);
     bytemap_clear(&s->svcs);
     bytemap_clear(&s->owners);
+    bytemap_clear(&s->blocks);
     free(s->routes);
     free(s->eff);
     free(s);
@@ -342,6 +361,121 @@ static int owners_add(config_store *s, cfg_svc *svc)
     return 0;
 }
 
+/* ---- the address index: backends by address block ---- */
+
+/* The block key of an address of family af (AF_INET: 4 bytes, else 16). */
+static void block_key(int af, const uint8_t *addr, uint8_t key[9])
+{
+    memset(key, 0, 9);
+    key[0] = (uint8_t)af;
+    memcpy(key + 1, addr, af == AF_INET ? BLOCK_PLEN4 / 8 : BLOCK_PLEN6 / 8);
+}
+
+/* Add (add=true) or remove backend node n under the address of family af. 0 or -ENOMEM. */
+static int block_update(config_store *s, cfg_node *n, int af, const uint8_t *addr, bool add)
+{
+    uint8_t key[9];
+    block_key(af, addr, key);
+    addr_block *b = bytemap_get(&s->blocks, key, sizeof key);
+    if (!add) {
+        for (size_t i = 0; b && i < b->n; i++)
+            if (b->v[i] == n) {
+                b->v[i] = b->v[--b->n];
+                break;
+            }
+        if (b && !b->n) {
+            bytemap_del(&s->blocks, b->key, sizeof b->key);
+            free(b->v);
+            free(b);
+        }
+        return 0;
+    }
+    if (!b) {
+        if (!(b = calloc(1, sizeof *b)))
+            return -ENOMEM;
+        memcpy(b->key, key, sizeof key);
+        if (bytemap_put(&s->blocks, b->key, sizeof b->key, b) < 0) {
+            free(b);
+            return -ENOMEM;
+        }
+    }
+    if (vec_grow((void **)&b->v, &b->cap, b->n + 1, sizeof *b->v) < 0)
+        return -ENOMEM;
+    b->v[b->n++] = n;
+    return 0;
+}
+
+/* Index (add) or unindex the addresses of backend value v of node n. */
+static int blocks_backend(config_store *s, cfg_node *n, const config_backend *v, bool add)
+{
+    int r = 0;
+    if (v->has_ipv4)
+        r = block_update(s, n, AF_INET, v->ipv4, add);
+    if (r == 0 && v->has_ipv6)
+        r = block_update(s, n, AF_INET6, v->ipv6, add);
+    return r;
+}
+
+/* True when addr (af) lies in prefix/plen. */
+static bool prefix_covers(int af, const uint8_t *prefix, int plen, const uint8_t *addr)
+{
+    int full = plen / 8, rest = plen % 8;
+    (void)af;
+    if (memcmp(prefix, addr, (size_t)full) != 0)
+        return false;
+    return rest == 0 || ((prefix[full] ^ addr[full]) & (uint8_t)(0xff << (8 - rest))) == 0;
+}
+
+/* Name in out every service with a backend of block b whose address lies under route r. */
+static int block_touch(const config_store *s, const addr_block *b, const config_route *r,
+                       config_result *out)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        const cfg_node *n = b->v[i];
+        const config_value *v = value_in_force(s, n);
+        const config_backend *be = v ? &v->u.backend : NULL;
+        bool hit = be && ((r->af == AF_INET && be->has_ipv4 &&
+                           prefix_covers(AF_INET, r->prefix, r->plen, be->ipv4)) ||
+                          (r->af == AF_INET6 && be->has_ipv6 &&
+                           prefix_covers(AF_INET6, r->prefix, r->plen, be->ipv6)));
+        if (hit && config_strs_push(&out->services, n->svc->name) < 0)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+/* Name in out every service with a backend under route r: the blocks inside its prefix
+ * when there are few of them, else a walk over every block. */
+static int route_touch(config_store *s, const config_route *r, config_result *out)
+{
+    int block_plen = r->af == AF_INET ? BLOCK_PLEN4 : BLOCK_PLEN6;
+    int spread = block_plen - (r->plen < block_plen ? r->plen : block_plen);
+    if (spread < 20 && ((size_t)1 << spread) <= s->blocks.n) {
+        uint8_t addr[16];
+        memcpy(addr, r->prefix, sizeof addr);
+        for (size_t i = 0; i < ((size_t)1 << spread); i++) {
+            /* Block i under the prefix: its bits go just above the block's own length. */
+            for (int bit = 0; bit < spread; bit++) {
+                int pos = block_plen - 1 - bit;
+                uint8_t mask = (uint8_t)(0x80 >> (pos % 8));
+                addr[pos / 8] = (i >> bit) & 1 ? addr[pos / 8] | mask : addr[pos / 8] & ~mask;
+            }
+            uint8_t key[9];
+            block_key(r->af, addr, key);
+            const addr_block *b = bytemap_get(&s->blocks, key, sizeof key);
+            if (b && block_touch(s, b, r, out) < 0)
+                return -ENOMEM;
+        }
+        return 0;
+    }
+    size_t pos = 0;
+    bytemap_entry *e = NULL;
+    while (bytemap_next(&s->blocks, &pos, &e))
+        if (((addr_block *)e->val)->key[0] == r->af && block_touch(s, e->val, r, out) < 0)
+            return -ENOMEM;
+    return 0;
+}
+
 /* ---- applying events ---- */
 
 /* What was in force before a change, to tell whether the merged view changed. */
@@ -366,14 +500,17 @@ static int after_change(config_store *s, cfg_node *n, const before *b, config_re
     if ((b->src < 0) == !now && (!now || memcmp(&b->value, now, sizeof *now) == 0))
         return 0;
     out->changed = true;
-    if (n->kind == CONFIG_ROUTE) {
-        out->all_services = true;
-        return 0;
+    if (n->kind == CONFIG_ROUTE) { /* the backends under the old and the new prefix */
+        int r = b->src >= 0 ? route_touch(s, &b->value.u.route, out) : 0;
+        return r == 0 && now ? route_touch(s, &now->u.route, out) : r;
     }
     if (config_strs_push(&out->services, n->svc->name) < 0)
         return -ENOMEM;
-    if (n->kind == CONFIG_BACKEND)
-        return 0;
+    if (n->kind == CONFIG_BACKEND) {
+        if (b->src >= 0)
+            blocks_backend(s, n, &b->value.u.backend, false);
+        return now ? blocks_backend(s, n, &now->u.backend, true) : 0;
+    }
     int r = owners_touch(s, n->svc, out);
     owners_remove(s, n->svc);
     if (r == 0)

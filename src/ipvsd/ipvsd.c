@@ -47,7 +47,6 @@ void ipvsd_mark(ipvsd *d, const config_result *res)
 {
     if (!res->changed)
         return;
-    d->all_dirty |= res->all_services;
     for (size_t i = 0; i < res->services.n; i++)
         nameset_add(&d->dirty, res->services.v[i]);
     struct itimerspec cur;
@@ -159,7 +158,7 @@ static void full_end(ipvsd *d)
     if (d->full_again) {
         d->full_again = false;
         ipvsd_pass_full(d, "queued");
-    } else if (d->dirty.n || d->all_dirty || reconcile_needs_full(d->rec)) {
+    } else if (d->dirty.n || reconcile_needs_full(d->rec)) {
         ipvsd_timer(d->coalesce_fd, 1);
     }
 }
@@ -226,7 +225,6 @@ void ipvsd_pass_full(ipvsd *d, const char *why)
     d->full_slices = 0;
     snprintf(d->full_why, sizeof d->full_why, "%s", why);
     d->full_res = result_for(d);
-    d->all_dirty = false;
     nameset_clear(&d->dirty);
     config_strs_clear(&d->full_names);
     d->full_next = 0;
@@ -277,8 +275,8 @@ static void pass_dirty(ipvsd *d)
 {
     if (reconcile_full_running(d->rec))
         return; /* full_end re-arms the timer */
-    if (d->all_dirty || reconcile_needs_full(d->rec)) {
-        ipvsd_pass_full(d, d->all_dirty ? "routes" : "mirror-out-of-date");
+    if (reconcile_needs_full(d->rec)) {
+        ipvsd_pass_full(d, "mirror-out-of-date");
         return;
     }
     /* The store names both sides of a conflict as touched: both are reconciled in one pass. */

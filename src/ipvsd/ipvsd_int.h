@@ -27,7 +27,6 @@ typedef struct ipvsd {
     config_store *cfg;
     bytemap dirty;          /* service name -> strdup'd name, to recompute */
     bytemap warned;         /* warnings already logged */
-    bool all_dirty;         /* a route changed: every service */
     bool loaded;            /* the first etcd read is done */
     bool advertised;        /* the advertised route is in etcd under a live lease */
     bool stop;

@@ -27,8 +27,7 @@
  *     lb_compute_all(cfg, &t);                       // start and periodic resync
  *     ...
  *     config_store_apply(cfg, &ev, &res);            // per event
- *     if (res.all_services) lb_compute_all(cfg, &t);
- *     else for each name in res.services: lb_compute_service(cfg, name, &t1) and replace
+ *     for each name in res.services: lb_compute_service(cfg, name, &t1) and replace
  *          the services owned by name (lb_service.owner) with t1's.
  */
 #ifndef CLUSTERF_LB_H

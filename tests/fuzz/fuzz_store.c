@@ -47,22 +47,9 @@ static void view_update(view *v, config_store *s, const char *name)
     lb_table_free(&t);
 }
 
-static int recompute_all_cb(const char *service, void *ctx)
-{
-    void **a = ctx;
-    view_update(a[0], a[1], service);
-    return 0;
-}
-
 /* Apply what the store says was touched. */
 static void view_apply(view *v, config_store *s, const config_result *r)
 {
-    if (r->all_services) {
-        for (int i = 0; i < v->n; i++)
-            view_update(v, s, v->name[i]);
-        void *a[2] = {v, s};
-        config_store_foreach_service(s, recompute_all_cb, a);
-    }
     for (size_t i = 0; i < r->services.n; i++)
         view_update(v, s, r->services.v[i]);
 }

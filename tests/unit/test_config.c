@@ -471,12 +471,12 @@ static void test_store_sources(void)
     /* filter-etcd-routes: etcd routes are held but not in force */
     const config_route_ref *routes;
     put(s, CONFIG_SOURCE_ETCD, "routes/e", "{\"Prefix4\":\"10.0.0.0/8\"}", &r);
-    CHECK(!r.changed && !r.all_services);
+    CHECK(!r.changed && r.services.n == 0);
     CHECK_INT(config_store_routes(s, &routes), 0);
     put(s, CONFIG_SOURCE_LOCAL, "routes/l", "{\"Prefix4\":\"10.0.0.0/16\"}", &r);
-    CHECK(r.changed && r.all_services);
+    CHECK(r.changed);
     put(s, CONFIG_SOURCE_ADVERTISED, "routes/a", "{\"Prefix4\":\"10.1.0.0/16\"}", &r);
-    CHECK(r.all_services);
+    CHECK(r.changed);
     CHECK_INT(config_store_routes(s, &routes), 2);
     CHECK_STR(routes[0].name, "a");
     CHECK_STR(routes[1].name, "l");
@@ -504,7 +504,6 @@ static void test_store_sync(void)
     CHECK(!r.changed);
     CHECK_INT(config_store_sync_end(s, CONFIG_SOURCE_ETCD, &r), 0);
     CHECK_STR(joined(&r.services), "b,");
-    CHECK(r.all_services);
     CHECK(config_store_frontend(s, "a") && !config_store_frontend(s, "b") && config_store_frontend(s, "c"));
     config_result_free(&r);
     config_store_free(s);
@@ -585,7 +584,7 @@ static void corpus_case(const char *file, const char *buf, size_t len)
     CHECK_MSG(rc == -EINVAL, "%s: rc %d (accepted?)", file, rc);
     CHECK_MSG(strncmp(r.error, key, strlen(key)) == 0 && r.error[strlen(key)] == ':',
               "%s: error does not name the key: %s", file, r.error);
-    CHECK_MSG(!r.changed && r.services.n == 0 && !r.all_services, "%s: something changed", file);
+    CHECK_MSG(!r.changed && r.services.n == 0, "%s: something changed", file);
     config_store_foreach_entry(s, dump_entry, after);
     CHECK_MSG(strcmp(before, after) == 0, "%s: store changed:\n%s---\n%s", file, before, after);
     CHECK_MSG(config_store_invalid_count(s) == 1, "%s: invalid count %zu", file,
@@ -639,6 +638,54 @@ static void test_corpus_generated(void)
     free(buf);
 }
 
+/* A route change touches exactly the services with a backend under its old or new prefix,
+ * found through the address-block index: one block (/24, /64), a few blocks enumerated
+ * (/20), or a walk over every block (/8, ::/0). */
+static void test_route_touches_covered(void)
+{
+    config_store *s = config_store_new(NULL);
+    config_result r;
+    config_result_init(&r);
+    char key[96], val[160];
+    for (int i = 0; i < 300; i++) { /* s<i>: one backend in 10.6.<i>.0/24 or 10.7.<i>.0/24 */
+        snprintf(key, sizeof key, "services/s%03d/frontend", i);
+        CHECK_INT(put(s, CONFIG_SOURCE_ETCD, key, "{\"ipv4\":\"10.0.0.1\",\"tcp\":80}", &r), 0);
+        snprintf(key, sizeof key, "services/s%03d/backends/b", i);
+        snprintf(val, sizeof val, "{\"ipv4\":\"10.%d.%d.5\",\"ipv6\":\"2001:db8:%x:%x::5\",\"tcp\":80}",
+                 6 + i % 2, i / 2, i % 2, i / 2);
+        CHECK_INT(put(s, CONFIG_SOURCE_ETCD, key, val, &r), 0);
+    }
+    /* one /24: s002 (10.6.1.5) only */
+    CHECK_INT(put(s, CONFIG_SOURCE_ETCD, "routes/r", "{\"Prefix4\":\"10.6.1.0/24\"}", &r), 0);
+    CHECK_STR(joined(&r.services), "s002,");
+    /* moved to a /20 (16 blocks, enumerated): the old /24's s002 and 10.6.0-15.x */
+    CHECK_INT(put(s, CONFIG_SOURCE_ETCD, "routes/r", "{\"Prefix4\":\"10.6.16.0/20\"}", &r), 0);
+    CHECK_STR(joined(&r.services), "s002,s032,s034,s036,s038,s040,s042,s044,s046,s048,s050,"
+                                   "s052,s054,s056,s058,s060,s062,");
+    /* a /8: every block is walked; all 300 */
+    CHECK_INT(put(s, CONFIG_SOURCE_ETCD, "routes/r", "{\"Prefix4\":\"10.0.0.0/8\"}", &r), 0);
+    CHECK_INT(r.services.n, 300);
+    CHECK_INT(del(s, CONFIG_SOURCE_ETCD, "routes/r", &r), 0);
+    CHECK_INT(r.services.n, 300);
+    /* IPv6: one /64 block, then a /48 (walk) */
+    CHECK_INT(put(s, CONFIG_SOURCE_ETCD, "routes/v6", "{\"Prefix6\":\"2001:db8:1:7::/64\"}", &r), 0);
+    CHECK_STR(joined(&r.services), "s015,");
+    CHECK_INT(put(s, CONFIG_SOURCE_ETCD, "routes/v6", "{\"Prefix6\":\"2001:db8:1::/48\"}", &r), 0);
+    CHECK_INT(r.services.n, 150);
+    /* a backend moved out of the prefix is no longer touched by it */
+    CHECK_INT(put(s, CONFIG_SOURCE_ETCD, "services/s015/backends/b", "{\"ipv4\":\"10.9.0.1\",\"tcp\":80}", &r), 0);
+    CHECK_INT(del(s, CONFIG_SOURCE_ETCD, "routes/v6", &r), 0);
+    CHECK_INT(r.services.n, 149);
+    CHECK_INT(put(s, CONFIG_SOURCE_ETCD, "routes/x", "{\"Prefix4\":\"10.9.0.0/24\"}", &r), 0);
+    CHECK_STR(joined(&r.services), "s015,");
+    /* a route over no backend touches nothing */
+    CHECK_INT(put(s, CONFIG_SOURCE_ETCD, "routes/y", "{\"Prefix4\":\"192.0.2.0/24\"}", &r), 0);
+    CHECK(r.changed);
+    CHECK_INT(r.services.n, 0);
+    config_result_free(&r);
+    config_store_free(s);
+}
+
 int main(int argc, char **argv)
 {
     check_init(argc, argv);
@@ -651,6 +698,7 @@ int main(int argc, char **argv)
     check_run("store_sources", test_store_sources);
     check_run("store_sync", test_store_sync);
     check_run("store_touch_conflicts", test_store_touch_conflicts);
+    check_run("route_touches_covered", test_route_touches_covered);
     check_run("corpus", test_corpus);
     check_run("corpus_generated", test_corpus_generated);
     return check_end();

@@ -189,7 +189,11 @@ static void test_route_change(void)
                        .value = "{\"Prefix4\":\"10.6.107.0/24\",\"Gateway4\":\"10.107.107.6\",\"IpvsMethod\":\"droute\"}"};
     ev.value_len = strlen(ev.value);
     CHECK_INT(config_store_apply(s, &ev, &r), 0);
-    CHECK(r.changed && r.all_services);
+    /* the services with a backend under the prefix are touched, and only they */
+    CHECK(r.changed);
+    CHECK_INT(r.services.n, 2);
+    CHECK_STR(r.services.v[0], "other");
+    CHECK_STR(r.services.v[1], "web");
     /* existing backends are re-routed at once, and merge behind the gateway: 10 + 10 */
     CHECK_TABLE(s, "web", "TCP 10.0.0.1:80 wlc flags=0x0 timeout=0 " NM4 " owner=web\n"
                           "  -> 10.107.107.6:80 droute 20\n");
@@ -205,12 +209,12 @@ static void test_route_change(void)
     ev.value_len = strlen(ev.value);
     CHECK_INT(config_store_apply(s, &ev, &r), -EINVAL);
     CHECK_STR(r.error, "routes/gw: Gateway6: 2001:db8::6 is an IPv6 gateway for the IPv4 prefix 10.6.107.0/24");
-    CHECK(!r.changed && !r.all_services);
+    CHECK(!r.changed && r.services.n == 0);
     CHECK_TABLE(s, "web", "TCP 10.0.0.1:80 wlc flags=0x0 timeout=0 " NM4 " owner=web\n"
                           "  -> 10.107.107.6:80 droute 0\n");
     ev.is_delete = true;
     CHECK_INT(config_store_apply(s, &ev, &r), 0);
-    CHECK(r.all_services);
+    CHECK_INT(r.services.n, 2);
     CHECK_TABLE(s, "web", "TCP 10.0.0.1:80 wlc flags=0x0 timeout=0 " NM4 " owner=web\n"
                           "  -> 10.6.107.1:8080 masq 0\n  -> 10.6.107.2:8080 masq 0\n");
     config_result_free(&r);
@@ -398,7 +402,7 @@ static void incremental_equals_full(void)
         int rc = config_store_apply(s, &ev, &r);
         CHECK(rc == 0 || rc == -EINVAL);
         for (int i = 0; i < NSVC; i++) {
-            bool touched = r.all_services;
+            bool touched = false;
             for (size_t j = 0; j < r.services.n; j++)
                 touched |= strcmp(r.services.v[j], svc_names[i]) == 0;
             if (touched) {
