@@ -5,6 +5,7 @@
  * scheduler or missing dest, ERANGE for weights and thresholds, EINVAL), checked in the same
  * order. tests/vm/guest_ipvs.c replays one random op sequence on both and compares. Linear
  * searches: meant for tables of a few thousand entries. */
+#include "common/bytemap.h"
 #include "ipvs/ipvs.h"
 
 #include <limits.h>
@@ -12,8 +13,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A service's identity as index key bytes. */
+typedef struct fake_key {
+    uint16_t af, protocol, port, pad;
+    uint32_t fwmark;
+    uint8_t addr[16];
+} fake_key;
+
+/* Index entry: identity -> position in t.entries. */
+typedef struct fake_slot {
+    fake_key key;
+    size_t pos;
+} fake_slot;
+
 struct ipvs_fake {
     struct ipvs_table t;
+    bytemap index; /* fake_key -> fake_slot */
     size_t cap;
     long fail_after;          /* <0: off; else ops to process before failing */
     int fail_code;
@@ -44,11 +59,37 @@ ipvs_fake *ipvs_fake_new(void)
     return f;
 }
 
+static void key_of(const struct ipvs_service *s, fake_key *k)
+{
+    memset(k, 0, sizeof *k);
+    k->af = s->af;
+    if (s->fwmark) {
+        k->fwmark = s->fwmark;
+        return;
+    }
+    k->protocol = s->protocol;
+    k->port = s->port;
+    memcpy(k->addr, s->addr, s->af == AF_INET ? 4 : 16);
+}
+
+static struct ipvs_entry *find_service(const ipvs_fake *f, const struct ipvs_service *s)
+{
+    fake_key k;
+    key_of(s, &k);
+    const fake_slot *slot = bytemap_get(&f->index, &k, sizeof k);
+    return slot ? &f->t.entries[slot->pos] : NULL;
+}
+
 static void clear(ipvs_fake *f)
 {
     for (size_t i = 0; i < f->t.n; i++)
         free(f->t.entries[i].dests);
     f->t.n = 0;
+    size_t pos = 0;
+    bytemap_entry *e = NULL;
+    while (bytemap_next(&f->index, &pos, &e))
+        free(e->val);
+    bytemap_clear(&f->index);
 }
 
 void ipvs_fake_free(ipvs_fake *f)
@@ -121,18 +162,35 @@ static int add_service(ipvs_fake *f, const struct ipvs_service *s)
         f->t.entries = p;
         f->cap = cap;
     }
+    fake_slot *slot = malloc(sizeof *slot);
+    if (!slot)
+        return -ENOMEM;
+    key_of(s, &slot->key);
+    slot->pos = f->t.n;
+    if (bytemap_put(&f->index, &slot->key, sizeof slot->key, slot) < 0) {
+        free(slot);
+        return -ENOMEM;
+    }
     struct ipvs_entry *e = &f->t.entries[f->t.n++];
     memset(e, 0, sizeof(*e));
     store_service(&e->svc, s);
     return 0;
 }
 
+/* Remove e, keeping the order of the others (the dump order of tests). */
 static void del_service(ipvs_fake *f, struct ipvs_entry *e)
 {
+    fake_key k;
+    key_of(&e->svc, &k);
+    free(bytemap_del(&f->index, &k, sizeof k));
     free(e->dests);
     size_t i = (size_t)(e - f->t.entries);
     memmove(e, e + 1, (f->t.n - i - 1) * sizeof(*e));
     f->t.n--;
+    for (; i < f->t.n; i++) {
+        key_of(&f->t.entries[i].svc, &k);
+        ((fake_slot *)bytemap_get(&f->index, &k, sizeof k))->pos = i;
+    }
 }
 
 /* ip_vs_genl_parse_dest + the mixed-family rule, then ip_vs_add_dest / ip_vs_edit_dest. */
@@ -211,7 +269,7 @@ static int apply_one(ipvs_fake *f, const struct ipvs_op *op)
     }
     if (op->svc.af != AF_INET && op->svc.af != AF_INET6)
         return -EAFNOSUPPORT;
-    struct ipvs_entry *e = ipvs_table_find(&f->t, &op->svc);
+    struct ipvs_entry *e = find_service(f, &op->svc);
     if (op->kind == IPVS_OP_ADD_SERVICE)
         return e ? -EEXIST : add_service(f, &op->svc);
     if (!e)
@@ -327,7 +385,7 @@ int ipvs_fake_dump_dests(ipvs_fake *f, const struct ipvs_service *svc, struct ip
 {
     *out = NULL;
     *n = 0;
-    const struct ipvs_entry *e = ipvs_table_find(&f->t, svc);
+    const struct ipvs_entry *e = find_service(f, svc);
     size_t have = e ? e->n_dests : 0; /* unknown service: an empty dump, as the kernel */
     *out = malloc((have + 1) * sizeof(**out));
     if (!*out)

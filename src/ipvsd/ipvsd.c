@@ -297,38 +297,9 @@ static void pass_dirty(ipvsd *d)
         ipvsd_timer(d->coalesce_fd, 100);
 }
 
-/* Dry-run kernel: dumps come from the real kernel when there is one, ops are only logged. */
-static int dry_dump(void *self, struct ipvs_table **out, struct ipvs_err *err)
-{
-    ipvs_conn *c = self;
-    if (c)
-        return ipvs_dump(c, out, err);
-    *out = calloc(1, sizeof **out);
-    return *out ? 0 : -ENOMEM;
-}
-
-static int dry_dump_services(void *self, struct ipvs_service **out, size_t *n,
-                             struct ipvs_err *err)
-{
-    ipvs_conn *c = self;
-    if (c)
-        return ipvs_dump_services(c, out, n, err);
-    *n = 0;
-    *out = malloc(sizeof **out);
-    return *out ? 0 : -ENOMEM;
-}
-
-static int dry_dump_dests(void *self, const struct ipvs_service *svc, struct ipvs_dest **out,
-                          size_t *n, struct ipvs_err *err)
-{
-    ipvs_conn *c = self;
-    if (c)
-        return ipvs_dump_dests(c, svc, out, n, err);
-    *n = 0;
-    *out = malloc(sizeof **out);
-    return *out ? 0 : -ENOMEM;
-}
-
+/* Dry-run kernel on a host with IPVS: dumps come from the real kernel, ops are only logged
+ * (as if applied). Without IPVS, the dry run uses an in-memory table instead (ipvs_fake),
+ * so that its passes see what they would have done. */
 static int dry_apply(void *self, struct ipvs_op *ops, size_t n, struct ipvs_err *err)
 {
     (void)self, (void)err;
@@ -348,11 +319,16 @@ static int setup_kernel(ipvsd *d)
     }
     if (rc < 0)
         log_warn("msg=\"dry-run without the kernel table\" error=\"%s\"", ierr.msg);
-    if (d->o->dry_run)
-        d->kernel = (struct ipvs_iface){.self = d->conn, .dump = dry_dump,
-                                        .dump_services = dry_dump_services,
-                                        .dump_dests = dry_dump_dests, .apply = dry_apply};
-    else
+    if (d->o->dry_run && d->conn) {
+        d->kernel = ipvs_conn_iface(d->conn);
+        d->kernel.apply = dry_apply;
+    } else if (d->o->dry_run) {
+        if (!(d->dry_fake = ipvs_fake_new())) {
+            log_error("msg=\"cannot start\" error=\"out of memory\"");
+            return -1;
+        }
+        d->kernel = ipvs_fake_iface(d->dry_fake);
+    } else
         d->kernel = ipvs_conn_iface(d->conn);
     char err[512] = "";
     if (reconcile_new(&d->kernel, d->o->dry_run ? NULL : d->o->state_path, &d->rec, err,
@@ -460,6 +436,7 @@ static void teardown(ipvsd *d)
     etcd_client_free(d->etcd);
     reconcile_free(d->rec);
     ipvs_conn_free(d->conn);
+    ipvs_fake_free(d->dry_fake);
     config_store_free(d->cfg);
     config_strs_clear(&d->full_names);
     nameset_clear(&d->dirty);

@@ -22,6 +22,7 @@ typedef struct ipvsd {
     etcd_watch *watch;
     etcd_lease *lease;      /* the advertised route's lease */
     ipvs_conn *conn;        /* NULL in dry-run without IPVS */
+    ipvs_fake *dry_fake;    /* the stand-in kernel of that dry run */
     struct ipvs_iface kernel;
     reconcile *rec;
     config_store *cfg;
