@@ -31,7 +31,7 @@ start_etcd() {
 # start_ipvs [FLAGS...]: clusterf-ipvs in the background, logging to $LOG (appended).
 start_ipvs() {
     echo "--- start clusterf-ipvs $*" >> $LOG
-    clusterf-ipvs --etcd-endpoints=$EP --resync-interval=2s --state-dir=/run/clusterf "$@" >> $LOG 2>&1 &
+    clusterf-ipvs --etcd-endpoints=$EP --resync-interval=2s --state-dir=/run/clusterf --log-level=debug "$@" >> $LOG 2>&1 &
     IPVS_PID=$!
 }
 
