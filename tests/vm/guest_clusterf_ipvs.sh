@@ -373,9 +373,39 @@ scenario_packets() {
     check "packets: after weight 0 no new request reaches the drained backend" test "$n1" -eq 0 -a "$n2" -eq 60
 }
 
+# Six pairs aN/bN claim one VIP (aN wins); aN moves away and bN takes the VIP over. With no
+# periodic resync to hide a mistake, the VIP must stay (edited in place: never deleted).
+scenario_handover() {
+    stop_ipvs
+    start_ipvs --resync-interval=0
+    want_tab=
+    for n in 1 2 3 4 5 6; do
+        ec put /clusterf/services/a$n/frontend "{\"ipv4\":\"10.0.$n.1\",\"tcp\":80}"
+        ec put /clusterf/services/a$n/backends/x "{\"ipv4\":\"10.1.$n.1\",\"tcp\":80}"
+        ec put /clusterf/services/b$n/frontend "{\"ipv4\":\"10.0.$n.1\",\"tcp\":80}"
+        ec put /clusterf/services/b$n/backends/y "{\"ipv4\":\"10.2.$n.1\",\"tcp\":80}"
+        want_tab="$want_tab|TCP 10.0.$n.1:80 wlc|-> 10.1.$n.1:80 Masq 10 0 0"
+    done
+    expect "handover: six VIPs, each claimed by two services" "${want_tab#|}"
+    marker=$(wc -l < $LOG)
+    want_tab=
+    for n in 1 2 3 4 5 6; do
+        ec put /clusterf/services/a$n/frontend "{\"ipv4\":\"10.0.$n.2\",\"tcp\":80}"
+        want_tab="$want_tab|TCP 10.0.$n.1:80 wlc|-> 10.2.$n.1:80 Masq 10 0 0|TCP 10.0.$n.2:80 wlc|-> 10.1.$n.1:80 Masq 10 0 0"
+    done
+    expect "handover: each loser took its VIP over, each winner moved" "${want_tab#|}"
+    tail -n +$((marker + 1)) $LOG > /tmp/handover.log
+    check "handover: no VIP was deleted on the way" \
+        sh -c '! grep "op=delete-service" /tmp/handover.log'
+    ec del --prefix /clusterf/services/
+    expect "handover: cleaned up" ""
+    stop_ipvs
+    start_ipvs
+}
+
 start_etcd || { echo "guest_clusterf_ipvs: 0 passed, 1 failed, 0 skipped"; exit 1; }
 start_ipvs
-for s in seed routes families foreign_drift_invalid restart sighup etcd_restart local_tree status advertise packets; do
+for s in seed routes families foreign_drift_invalid restart sighup etcd_restart local_tree status advertise packets handover; do
     want "$s" || continue
     echo "== $s"
     case $s in
@@ -384,6 +414,7 @@ for s in seed routes families foreign_drift_invalid restart sighup etcd_restart 
         sighup) scenario_sighup;;
         etcd_restart) scenario_etcd_restart;; local_tree) scenario_local_tree;; status) scenario_status;;
         advertise) scenario_advertise;; packets) scenario_packets;;
+        handover) scenario_handover;;
     esac
 done
 stop_ipvs
