@@ -52,6 +52,18 @@ static int sync_end(config_store *cfg, enum config_source src, cfgsource_key_fn 
     return rc;
 }
 
+int cfgsource_apply_etcd_range(config_store *cfg, const char *prefix, const etcd_kvs *kvs,
+                               cfgsource_key_fn fn, void *ctx)
+{
+    int rc = config_store_sync_begin(cfg, CONFIG_SOURCE_ETCD);
+    for (size_t i = 0; rc == 0 && i < kvs->n; i++)
+        if (cfgsource_apply_etcd(cfg, prefix, false, &kvs->kvs[i], fn, ctx) == -ENOMEM)
+            rc = -ENOMEM;
+    if (rc == 0)
+        rc = sync_end(cfg, CONFIG_SOURCE_ETCD, fn, ctx);
+    return rc;
+}
+
 int cfgsource_etcd_read(etcd_client *c, const char *prefix, config_store *cfg,
                         cfgsource_key_fn fn, void *ctx, int64_t *revision, size_t *n_keys,
                         etcd_error *err)
@@ -62,12 +74,7 @@ int cfgsource_etcd_read(etcd_client *c, const char *prefix, config_store *cfg,
     int rc = etcd_range_prefix(c, p, strlen(p), 0, &kvs, err);
     if (rc < 0)
         return rc;
-    rc = config_store_sync_begin(cfg, CONFIG_SOURCE_ETCD);
-    for (size_t i = 0; rc == 0 && i < kvs->n; i++)
-        if (cfgsource_apply_etcd(cfg, prefix, false, &kvs->kvs[i], fn, ctx) == -ENOMEM)
-            rc = -ENOMEM;
-    if (rc == 0)
-        rc = sync_end(cfg, CONFIG_SOURCE_ETCD, fn, ctx);
+    rc = cfgsource_apply_etcd_range(cfg, prefix, kvs, fn, ctx);
     if (revision)
         *revision = kvs->revision;
     if (n_keys)

@@ -32,6 +32,12 @@ typedef void (*cfgsource_dir_fn)(const char *path, void *ctx);
 int cfgsource_apply_etcd(config_store *cfg, const char *prefix, bool is_delete,
                          const etcd_kv *kv, cfgsource_key_fn fn, void *ctx);
 
+/* Apply the result of a Range of "<prefix>/" (read by the caller, e.g. on another thread) as
+ * a sync of the etcd source: each key through cfgsource_apply_etcd, then sync_end. fn (may be
+ * NULL) as in cfgsource_etcd_read. Returns 0 or -ENOMEM. */
+int cfgsource_apply_etcd_range(config_store *cfg, const char *prefix, const etcd_kvs *kvs,
+                               cfgsource_key_fn fn, void *ctx);
+
 /* Read every key under "<prefix>/" at one revision (paginated) as a sync of the etcd source.
  * fn (may be NULL) gets each key's result and the sync_end result. On success returns 0 with
  * *revision and *n_keys (either may be NULL) set; on an etcd failure returns -errno with err

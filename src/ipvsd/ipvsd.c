@@ -14,6 +14,10 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+/* Before the first etcd read, local changes wait this long for it (a read that comes in time
+ * is followed by one full pass of everything) before they are applied on their own. */
+#define PRELOAD_DELAY_MS 1000
+
 void ipvsd_timer(int fd, int64_t ms)
 {
     struct itimerspec its = {0};
@@ -51,8 +55,11 @@ void ipvsd_mark(ipvsd *d, const config_result *res)
         nameset_add(&d->dirty, res->services.v[i]);
     struct itimerspec cur;
     timerfd_gettime(d->coalesce_fd, &cur);
-    if (d->loaded && cur.it_value.tv_sec == 0 && cur.it_value.tv_nsec == 0)
-        ipvsd_timer(d->coalesce_fd, d->o->coalesce_ms > 0 ? d->o->coalesce_ms : 1);
+    int64_t delay = d->o->coalesce_ms > 0 ? d->o->coalesce_ms : 1;
+    if (!d->loaded && delay < PRELOAD_DELAY_MS)
+        delay = PRELOAD_DELAY_MS;
+    if (cur.it_value.tv_sec == 0 && cur.it_value.tv_nsec == 0)
+        ipvsd_timer(d->coalesce_fd, delay);
 }
 
 void ipvsd_log_result(const char *source, const char *key, size_t key_len, int64_t rev,
@@ -270,6 +277,29 @@ static void pass_services(ipvsd *d, const char *const *names, size_t n)
     lb_table_free(&all);
 }
 
+static int mark_service(const char *service, void *ctx)
+{
+    nameset_add(ctx, service);
+    return 0;
+}
+
+/* Before the first etcd read (etcd slow or away) only the local tree is known: reconcile just
+ * the services it touched, one by one from the mirror, so nothing etcd configured is deleted
+ * meanwhile (fail static). The full pass after the read settles everything. */
+static void pass_before_load(ipvsd *d)
+{
+    if (d->all_dirty)
+        config_store_foreach_service(d->cfg, mark_service, &d->dirty);
+    d->all_dirty = false;
+    bytemap work = d->dirty;
+    memset(&d->dirty, 0, sizeof d->dirty);
+    size_t pos = 0;
+    bytemap_entry *e = NULL;
+    while (bytemap_next(&work, &pos, &e))
+        pass_service(d, e->val);
+    nameset_clear(&work);
+}
+
 /* The coalescing timer fired: reconcile what the events of the burst touched. */
 static void pass_dirty(ipvsd *d)
 {
@@ -404,24 +434,26 @@ static void on_ready(ipvsd *d, int fd)
     if (fd == d->sig_fd) {
         on_signal(d);
     } else if (fd == d->coalesce_fd) {
-        if (timer_fired(fd) && d->loaded)
+        if (!timer_fired(fd))
+            return;
+        if (d->loaded)
             pass_dirty(d);
+        else
+            pass_before_load(d);
     } else if (fd == d->resync_fd) {
         if (timer_fired(fd) && d->loaded)
             ipvsd_pass_full(d, "resync");
         ipvsd_timer(d->resync_fd, d->o->resync_ms);
     } else if (fd == d->retry_fd) {
-        if (timer_fired(fd)) {
-            if (!d->loaded)
-                ipvsd_etcd_load(d);
-            if (d->o->advertise_name && !d->advertised)
-                ipvsd_advertise(d);
-        }
+        if (timer_fired(fd))
+            ipvsd_etcd_retry(d);
     } else if (fd == d->local_fd) {
         if (timer_fired(fd))
             ipvsd_local_rescan(d);
     } else if (fd == d->inotify_fd) {
         ipvsd_local_changed(d);
+    } else if (d->worker && fd == ipvsd_worker_fd(d->worker)) {
+        ipvsd_etcd_worker_ready(d);
     } else if (d->watch && fd == etcd_watch_fd(d->watch)) {
         ipvsd_etcd_watch_ready(d);
     } else if (d->lease && fd == etcd_lease_fd(d->lease)) {
@@ -431,9 +463,7 @@ static void on_ready(ipvsd *d, int fd)
 
 static void teardown(ipvsd *d)
 {
-    etcd_watch_free(d->watch);
-    etcd_lease_free(d->lease);
-    etcd_client_free(d->etcd);
+    ipvsd_etcd_stop(d);
     reconcile_free(d->rec);
     ipvs_conn_free(d->conn);
     ipvs_fake_free(d->dry_fake);
@@ -459,18 +489,20 @@ int ipvsd_run(const ipvsd_options *opts)
     backoff_init(&d.retry, 200, 10000);
     int status = 1;
     etcd_error eerr = {0};
+    etcd_client *etcd = NULL;
     d.cfg = config_store_new(&opts->config);
     if (!d.cfg || setup_loop(&d) < 0 || setup_kernel(&d) < 0)
         goto out;
-    if (etcd_client_new(&opts->etcd, &d.etcd, &eerr) < 0) {
+    if (etcd_client_new(&opts->etcd, &etcd, &eerr) < 0) {
         log_error("msg=\"bad etcd settings\" error=\"%s\"", eerr.msg);
         goto out;
     }
+    if (ipvsd_etcd_start(&d, etcd) < 0)
+        goto out;
     if (opts->config_path && ipvsd_local_init(&d) < 0)
         goto out;
     ipvsd_etcd_load(&d);
-    if (opts->advertise_name)
-        ipvsd_advertise(&d);
+    ipvsd_advertise(&d);
     ipvsd_timer(d.resync_fd, opts->resync_ms);
     while (!d.stop) {
         struct epoll_event evs[16];

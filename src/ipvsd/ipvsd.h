@@ -6,8 +6,11 @@
  * the services they touch are recomputed and reconciled after a short coalescing delay. A
  * full pass (dump + diff of everything) runs every resync interval, on SIGHUP, after a
  * compaction re-read, and when an incremental pass finds the mirror out of date. etcd being
- * away changes nothing in the kernel (fail static). SIGTERM/SIGINT end the loop and leave the
- * kernel table as it is. */
+ * away changes nothing in the kernel (fail static). Every blocking etcd call (the read, the
+ * lease, the put of the advertised route) runs on a worker thread: a slow or hung etcd never
+ * holds up the loop, and until the first read arrives the services of the local tree are
+ * applied on their own. SIGTERM/SIGINT end the loop at once and leave the kernel table as it
+ * is. */
 #ifndef CLUSTERF_IPVSD_H
 #define CLUSTERF_IPVSD_H
 

@@ -1,5 +1,6 @@
-/* ipvsd_int.h -- the daemon's state, shared by ipvsd.c (loop, passes) and ipvsd_source.c
- * (etcd read + watch, the local tree, the advertised route). */
+/* ipvsd_int.h -- the daemon's state, shared by ipvsd.c (loop, passes), ipvsd_source.c
+ * (etcd read + watch, the local tree, the advertised route) and ipvsd_etcd_worker.c (the
+ * thread that makes the blocking etcd calls off the loop). */
 #ifndef CLUSTERF_IPVSD_INT_H
 #define CLUSTERF_IPVSD_INT_H
 
@@ -8,6 +9,43 @@
 #include "ipvs/ipvs.h"
 #include "ipvsd/ipvsd.h"
 #include "reconcile/reconcile.h"
+
+/* ---- ipvsd_etcd_worker.c ---- */
+
+typedef struct ipvsd_worker ipvsd_worker;
+
+enum ipvsd_job_kind { IPVSD_JOB_READ, IPVSD_JOB_ADVERTISE, IPVSD_JOB_KINDS };
+
+/* One etcd job, as handed back by ipvsd_worker_take. */
+typedef struct ipvsd_job {
+    enum ipvsd_job_kind kind;
+    int rc;                 /* 0, or -errno of the call that failed (described in err) */
+    etcd_error err;
+    etcd_kvs *kvs;          /* READ: every key under "<prefix>/" at one revision; taker frees */
+    etcd_lease *lease;      /* ADVERTISE: the lease handed over, back (NULL: none any more) */
+    bool revoked;           /* ADVERTISE: the put failed, so the lease was revoked and freed */
+    int revoke_rc;          /* ... and how that revoke went */
+    etcd_error revoke_err;
+} ipvsd_job;
+
+/* Start the worker thread. Takes ownership of etcd on success only. 0 or -errno. */
+int ipvsd_worker_new(etcd_client *etcd, const ipvsd_options *o, ipvsd_worker **out);
+/* Stop taking jobs and free the worker and its etcd client (free every watch and lease of
+ * the client first). Never waits for etcd: a job in progress is abandoned to the thread,
+ * which frees everything when its call's deadline has passed. NULL is a no-op. */
+void ipvsd_worker_free(ipvsd_worker *w);
+/* The etcd client, for non-blocking use on the loop (watches). */
+etcd_client *ipvsd_worker_client(const ipvsd_worker *w);
+/* An eventfd, readable when a job is done. */
+int ipvsd_worker_fd(const ipvsd_worker *w);
+/* True while a job of this kind is queued, running, or done and not taken. */
+bool ipvsd_worker_busy(ipvsd_worker *w, enum ipvsd_job_kind kind);
+/* Queue a job: READ (lease NULL), or ADVERTISE of the route with lease (NULL: grant one;
+ * ownership passes to the job). 0, or -EBUSY when one of that kind is in flight (or there is
+ * no route to advertise); the lease then stays the caller's. */
+int ipvsd_worker_submit(ipvsd_worker *w, enum ipvsd_job_kind kind, etcd_lease *lease);
+/* Take one finished job (clears the fd). True and *out, or false when none is done. */
+bool ipvsd_worker_take(ipvsd_worker *w, ipvsd_job *out);
 
 typedef struct ipvsd {
     const ipvsd_options *o;
@@ -18,9 +56,9 @@ typedef struct ipvsd {
     int retry_fd;           /* timerfd: retry the etcd read / the advertised route */
     int inotify_fd;         /* local tree changes, -1 without -config-path */
     int local_fd;           /* timerfd: rescan the local tree after changes settle */
-    etcd_client *etcd;
+    ipvsd_worker *worker;   /* owns the etcd client; makes every blocking etcd call */
     etcd_watch *watch;
-    etcd_lease *lease;      /* the advertised route's lease */
+    etcd_lease *lease;      /* the advertised route's lease, while no job holds it */
     ipvs_conn *conn;        /* NULL in dry-run without IPVS */
     ipvs_fake *dry_fake;    /* the stand-in kernel of that dry run */
     struct ipvs_iface kernel;
@@ -29,6 +67,9 @@ typedef struct ipvsd {
     bytemap dirty;          /* service name -> strdup'd name, to recompute */
     bytemap warned;         /* warnings already logged */
     bool loaded;            /* the first etcd read is done */
+    bool reread;            /* the prefix must be read again (compaction, watch not started) */
+    bool watch_added;       /* the watch's fd is in the epoll set */
+    bool lease_added;       /* the lease's fd is in the epoll set */
     bool advertised;        /* the advertised route is in etcd under a live lease */
     bool stop;
     backoff retry;
@@ -59,11 +100,21 @@ int ipvsd_watch_fd(ipvsd *d, int fd);
 void ipvsd_timer(int fd, int64_t ms);
 
 /* ipvsd_source.c */
-/* Read the whole prefix and start the watch; on failure arm the retry timer. */
+/* Start the etcd worker (taking ownership of etcd, also on failure). 0 or -1 (logged). */
+int ipvsd_etcd_start(ipvsd *d, etcd_client *etcd);
+/* Free the watch, the lease and the worker with the client; never waits for etcd. */
+void ipvsd_etcd_stop(ipvsd *d);
+/* Ask the worker for a read of the whole prefix (unless one is in flight); its result is
+ * applied, followed by a full pass and the watch from its revision + 1. */
 void ipvsd_etcd_load(ipvsd *d);
+/* Handle the worker's eventfd: apply finished reads, take back the advertised lease. */
+void ipvsd_etcd_worker_ready(ipvsd *d);
+/* The retry timer fired: read again, re-add fds to epoll, advertise, as still needed. */
+void ipvsd_etcd_retry(ipvsd *d);
 /* Handle the watch's eventfd. */
 void ipvsd_etcd_watch_ready(ipvsd *d);
-/* Publish the advertised route (if configured and not yet done); on failure retry later. */
+/* Ask the worker to publish the advertised route (if configured, not yet done and not in
+ * flight); on failure it is retried later. */
 void ipvsd_advertise(ipvsd *d);
 /* Handle the lease's eventfd: re-grant and re-publish when it was lost. */
 void ipvsd_lease_ready(ipvsd *d);

@@ -1,7 +1,9 @@
 /* ipvsd_source.c -- where the daemon's config comes from: the etcd prefix (one read, then a
  * watch; a re-read after compaction), the -config-path tree (rescanned on inotify), and the
  * route this host advertises into etcd under a lease. The reading itself is cfgsource/ (shared
- * with clusterfctl); this file adds the logging, the watches and the daemon's reactions. */
+ * with clusterfctl); this file adds the logging, the watches and the daemon's reactions.
+ * Every blocking etcd call (the read, the lease, the put) is a job of the etcd worker
+ * (ipvsd_etcd_worker.c): the loop submits it and applies the result, never waiting for etcd. */
 #include "ipvsd/ipvsd_int.h"
 
 #include "cfgsource/cfgsource.h"
@@ -10,6 +12,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -30,51 +33,92 @@ static void retry_later(ipvsd *d)
     ipvsd_timer(d->retry_fd, backoff_next(&d->retry));
 }
 
-/* Read the whole prefix at one revision into the store (a sync of the etcd source).
- * Returns the revision, or -1 (logged). */
-static int64_t read_prefix(ipvsd *d)
+/* Add fd (the watch's or the lease's) to the epoll set; on failure log it and arm the retry
+ * timer, which adds it again. Returns true when it is in the set. */
+static bool add_fd(ipvsd *d, int fd, const char *what)
 {
-    etcd_error err = {0};
-    int64_t rev = 0;
-    size_t n = 0;
-    int rc = cfgsource_etcd_read(d->etcd, d->o->prefix, d->cfg, on_key, d, &rev, &n, &err);
-    if (rc < 0 && rc != -ENOMEM) {
-        log_warn("msg=\"etcd read failed; kernel table kept as it is\" code=%s endpoint=%s error=\"%s\"",
-                 etcd_code_name(err.code), err.endpoint[0] ? err.endpoint : "-", err.msg);
+    if (ipvsd_watch_fd(d, fd) == 0 || errno == EEXIST)
+        return true;
+    log_error("msg=\"cannot add to the event loop; retrying\" fd=%s error=\"%s\"", what,
+              strerror(errno));
+    retry_later(d);
+    return false;
+}
+
+int ipvsd_etcd_start(ipvsd *d, etcd_client *etcd)
+{
+    int rc = ipvsd_worker_new(etcd, d->o, &d->worker);
+    if (rc < 0) {
+        etcd_client_free(etcd);
+        log_error("msg=\"cannot start the etcd worker\" error=\"%s\"", strerror(-rc));
         return -1;
     }
-    if (rc == -ENOMEM)
-        log_error("msg=\"out of memory while reading etcd\" prefix=%s", d->o->prefix);
-    log_info("msg=\"etcd read\" prefix=%s keys=%zu revision=%lld invalid=%zu", d->o->prefix,
-             n, (long long)rev, config_store_invalid_count(d->cfg));
-    return rev;
+    if (ipvsd_watch_fd(d, ipvsd_worker_fd(d->worker)) < 0) {
+        log_error("msg=\"cannot add the etcd worker to the event loop\" error=\"%s\"",
+                  strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+void ipvsd_etcd_stop(ipvsd *d)
+{
+    etcd_watch_free(d->watch);
+    etcd_lease_free(d->lease);
+    ipvsd_worker_free(d->worker);
+    d->watch = NULL;
+    d->lease = NULL;
+    d->worker = NULL;
 }
 
 void ipvsd_etcd_load(ipvsd *d)
 {
-    int64_t rev = read_prefix(d);
-    if (rev < 0) {
-        retry_later(d);
-        return;
-    }
-    backoff_reset(&d->retry);
-    d->loaded = true;
-    ipvsd_pass_full(d, d->watch ? "compaction" : "start");
-    etcd_error err = {0};
+    if (!ipvsd_worker_busy(d->worker, IPVSD_JOB_READ))
+        ipvsd_worker_submit(d->worker, IPVSD_JOB_READ, NULL);
+}
+
+/* Watch the prefix from rev (a new watch, or the old one restarted after a re-read). */
+static void watch_from(ipvsd *d, int64_t rev)
+{
     if (d->watch) {
-        etcd_watch_restart(d->watch, rev + 1);
+        etcd_watch_restart(d->watch, rev);
         return;
     }
     char prefix[512];
     snprintf(prefix, sizeof prefix, "%s/", d->o->prefix);
-    if (etcd_watch_new(d->etcd, prefix, strlen(prefix), rev + 1, &d->watch, &err) < 0 ||
-        ipvsd_watch_fd(d, etcd_watch_fd(d->watch)) < 0) {
-        log_error("msg=\"cannot start the etcd watch\" error=\"%s\"", err.msg);
-        etcd_watch_free(d->watch);
-        d->watch = NULL;
-        d->loaded = false;
+    etcd_error err = {0};
+    if (etcd_watch_new(ipvsd_worker_client(d->worker), prefix, strlen(prefix), rev, &d->watch,
+                       &err) < 0) {
+        log_error("msg=\"cannot start the etcd watch; reading again later\" error=\"%s\"", err.msg);
+        d->reread = true;
         retry_later(d);
+        return;
     }
+    d->watch_added = add_fd(d, etcd_watch_fd(d->watch), "etcd-watch");
+}
+
+/* A READ came back: apply it to the store, run a full pass and watch from its revision + 1. */
+static void read_done(ipvsd *d, ipvsd_job *job)
+{
+    if (job->rc < 0) {
+        log_warn("msg=\"etcd read failed; kernel table kept as it is\" code=%s endpoint=%s error=\"%s\"",
+                 etcd_code_name(job->err.code), job->err.endpoint[0] ? job->err.endpoint : "-",
+                 job->err.msg);
+        retry_later(d);
+        return;
+    }
+    if (cfgsource_apply_etcd_range(d->cfg, d->o->prefix, job->kvs, on_key, d) == -ENOMEM)
+        log_error("msg=\"out of memory while reading etcd\" prefix=%s", d->o->prefix);
+    int64_t rev = job->kvs->revision;
+    log_info("msg=\"etcd read\" prefix=%s keys=%zu revision=%lld invalid=%zu", d->o->prefix,
+             job->kvs->n, (long long)rev, config_store_invalid_count(d->cfg));
+    etcd_kvs_free(job->kvs);
+    job->kvs = NULL;
+    backoff_reset(&d->retry);
+    d->loaded = true;
+    d->reread = false;
+    ipvsd_pass_full(d, d->watch ? "compaction" : "start");
+    watch_from(d, rev + 1);
 }
 
 void ipvsd_etcd_watch_ready(ipvsd *d)
@@ -94,7 +138,7 @@ void ipvsd_etcd_watch_ready(ipvsd *d)
         if (compacted) {
             log_warn("msg=\"etcd history compacted; re-reading everything\" compact_revision=%lld",
                      (long long)compacted);
-            d->loaded = false;
+            d->reread = true;
             ipvsd_etcd_load(d);
             return;
         }
@@ -103,30 +147,37 @@ void ipvsd_etcd_watch_ready(ipvsd *d)
 
 /* ---- the advertised route ---- */
 
-static int put_advertised(ipvsd *d, etcd_error *err)
-{
-    char key[600];
-    snprintf(key, sizeof key, "%s/routes/%s", d->o->prefix, d->o->advertise_name);
-    return etcd_put(d->etcd, key, strlen(key), d->o->advertise_json, strlen(d->o->advertise_json),
-                    etcd_lease_id(d->lease), NULL, err);
-}
-
 void ipvsd_advertise(ipvsd *d)
 {
-    etcd_error err = {0};
-    int rc = 0;
-    if (!d->lease) {
-        rc = etcd_lease_new(d->etcd, d->o->advertise_ttl_s, &d->lease, &err);
-        if (rc == 0 && ipvsd_watch_fd(d, etcd_lease_fd(d->lease)) < 0)
-            rc = -errno;
-    } else if (etcd_lease_lost(d->lease)) {
-        rc = etcd_lease_regrant(d->lease, &err);
+    if (!d->o->advertise_name || d->advertised ||
+        ipvsd_worker_busy(d->worker, IPVSD_JOB_ADVERTISE))
+        return;
+    /* The job owns the lease until it comes back: out of epoll, off the loop's hands. */
+    if (d->lease && d->lease_added &&
+        epoll_ctl(d->ep, EPOLL_CTL_DEL, etcd_lease_fd(d->lease), NULL) < 0)
+        log_warn("msg=\"cannot remove the lease from the event loop\" error=\"%s\"", strerror(errno));
+    if (ipvsd_worker_submit(d->worker, IPVSD_JOB_ADVERTISE, d->lease) < 0) {
+        d->lease_added = false;
+        retry_later(d);
+        return;
     }
-    if (rc == 0)
-        rc = put_advertised(d, &err);
-    if (rc < 0) {
-        log_warn("msg=\"cannot advertise the route yet\" route=%s error=\"%s\"",
-                 d->o->advertise_name, err.msg);
+    d->lease = NULL;
+    d->lease_added = false;
+}
+
+/* An ADVERTISE came back: take the lease back (and watch its fd), log, retry on failure. */
+static void advertise_done(ipvsd *d, ipvsd_job *job)
+{
+    d->lease = job->lease;
+    if (d->lease)
+        d->lease_added = add_fd(d, etcd_lease_fd(d->lease), "etcd-lease");
+    if (job->revoked)
+        log_warn("msg=\"route put failed; revoked the lease granted for it\" route=%s revoke=%s error=\"%s\"",
+                 d->o->advertise_name, job->revoke_rc < 0 ? "failed" : "done",
+                 job->revoke_rc < 0 ? job->revoke_err.msg : "");
+    if (job->rc < 0) {
+        log_warn("msg=\"cannot advertise the route yet\" route=%s code=%s error=\"%s\"",
+                 d->o->advertise_name, etcd_code_name(job->err.code), job->err.msg);
         d->advertised = false;
         retry_later(d);
         return;
@@ -143,16 +194,29 @@ void ipvsd_lease_ready(ipvsd *d)
     log_warn("msg=\"advertised route's lease lost; granting a new one\" route=%s",
              d->o->advertise_name);
     d->advertised = false;
-    etcd_error err = {0};
-    if (etcd_lease_regrant(d->lease, &err) < 0 || put_advertised(d, &err) < 0) {
-        log_warn("msg=\"cannot advertise the route yet\" route=%s error=\"%s\"",
-                 d->o->advertise_name, err.msg);
-        retry_later(d);
-        return;
+    ipvsd_advertise(d);
+}
+
+void ipvsd_etcd_worker_ready(ipvsd *d)
+{
+    ipvsd_job job;
+    while (ipvsd_worker_take(d->worker, &job)) {
+        if (job.kind == IPVSD_JOB_READ)
+            read_done(d, &job);
+        else
+            advertise_done(d, &job);
     }
-    d->advertised = true;
-    log_info("msg=\"route advertised\" route=%s lease=%llx", d->o->advertise_name,
-             (unsigned long long)etcd_lease_id(d->lease));
+}
+
+void ipvsd_etcd_retry(ipvsd *d)
+{
+    if (!d->loaded || d->reread)
+        ipvsd_etcd_load(d);
+    if (d->watch && !d->watch_added)
+        d->watch_added = add_fd(d, etcd_watch_fd(d->watch), "etcd-watch");
+    if (d->lease && !d->lease_added)
+        d->lease_added = add_fd(d, etcd_lease_fd(d->lease), "etcd-lease");
+    ipvsd_advertise(d);
 }
 
 /* ---- the local tree ---- */

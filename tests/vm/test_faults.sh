@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# test_faults.sh -- clusterf-ipvs under etcd faults, against a real etcd and the real kernel
+# IPVS in the VM (tests/vm/guest_faults.sh): etcd frozen with SIGSTOP must never freeze the
+# daemon's event loop (SIGHUP, local tree changes, SIGTERM, start-up), the daemon catches up
+# once etcd is resumed, and a lease whose route put was refused is revoked.
+# Usage: test_faults.sh [SCENARIO-SUBSTRING]
+cd "$(dirname "$0")/../.."
+BUILD=${BUILD:-build}
+exec tests/vm/run-guest test_faults tests/vm/guest_faults.sh \
+    --timeout 600 --add "$BUILD/clusterf-ipvs:/usr/bin/clusterf-ipvs" -- "$@"
