@@ -277,39 +277,10 @@ static void pass_services(ipvsd *d, const char *const *names, size_t n)
     lb_table_free(&all);
 }
 
-static int mark_service(const char *service, void *ctx)
+/* Reconcile, in one incremental pass, every clusterf service events touched since the last. */
+static void pass_touched(ipvsd *d)
 {
-    nameset_add(ctx, service);
-    return 0;
-}
-
-/* Before the first etcd read (etcd slow or away) only the local tree is known: reconcile just
- * the services it touched, one by one from the mirror, so nothing etcd configured is deleted
- * meanwhile (fail static). The full pass after the read settles everything. */
-static void pass_before_load(ipvsd *d)
-{
-    if (d->all_dirty)
-        config_store_foreach_service(d->cfg, mark_service, &d->dirty);
-    d->all_dirty = false;
-    bytemap work = d->dirty;
-    memset(&d->dirty, 0, sizeof d->dirty);
-    size_t pos = 0;
-    bytemap_entry *e = NULL;
-    while (bytemap_next(&work, &pos, &e))
-        pass_service(d, e->val);
-    nameset_clear(&work);
-}
-
-/* The coalescing timer fired: reconcile what the events of the burst touched. */
-static void pass_dirty(ipvsd *d)
-{
-    if (reconcile_full_running(d->rec))
-        return; /* full_end re-arms the timer */
-    if (reconcile_needs_full(d->rec)) {
-        ipvsd_pass_full(d, "mirror-out-of-date");
-        return;
-    }
-    /* The store names both sides of a conflict as touched: both are reconciled in one pass. */
+    /* The store names both sides of a conflict as touched: both are reconciled together. */
     bytemap work = d->dirty;
     memset(&d->dirty, 0, sizeof d->dirty);
     const char **names = work.n ? malloc(work.n * sizeof *names) : NULL;
@@ -323,7 +294,22 @@ static void pass_dirty(ipvsd *d)
         log_error("msg=\"cannot reconcile\" error=\"out of memory\"");
     free(names);
     nameset_clear(&work);
-    if (reconcile_needs_full(d->rec))
+}
+
+/* The coalescing timer fired: reconcile what the events of the burst touched. Before the
+ * first etcd read (etcd slow or away) only the local tree is known: just the services it
+ * touched are reconciled, so nothing etcd configured is deleted meanwhile (fail static); the
+ * full pass after the read settles everything. */
+static void pass_dirty(ipvsd *d)
+{
+    if (reconcile_full_running(d->rec))
+        return; /* full_end re-arms the timer */
+    if (d->loaded && reconcile_needs_full(d->rec)) {
+        ipvsd_pass_full(d, "mirror-out-of-date");
+        return;
+    }
+    pass_touched(d);
+    if (d->loaded && reconcile_needs_full(d->rec))
         ipvsd_timer(d->coalesce_fd, 100);
 }
 
@@ -434,12 +420,8 @@ static void on_ready(ipvsd *d, int fd)
     if (fd == d->sig_fd) {
         on_signal(d);
     } else if (fd == d->coalesce_fd) {
-        if (!timer_fired(fd))
-            return;
-        if (d->loaded)
+        if (timer_fired(fd))
             pass_dirty(d);
-        else
-            pass_before_load(d);
     } else if (fd == d->resync_fd) {
         if (timer_fired(fd) && d->loaded)
             ipvsd_pass_full(d, "resync");

@@ -684,10 +684,9 @@ static int full_abort(reconcile *r, reconcile_result *res, int rc)
     return fail(res, rc);
 }
 
-int reconcile_full_begin(reconcile *r, reconcile_result *res)
+/* Make the mirror's services those of the kernel (dests are dumped when first needed). */
+static int mirror_load_services(reconcile *r, reconcile_result *res)
 {
-    if (r->full)
-        return fail(res, -EBUSY);
     struct ipvs_service *svcs = NULL;
     size_t n = 0;
     struct ipvs_err err = {0};
@@ -700,6 +699,17 @@ int reconcile_full_begin(reconcile *r, reconcile_result *res)
     free(svcs);
     if (rc < 0)
         return fail(res, rc);
+    r->mirror_loaded = true;
+    return 0;
+}
+
+int reconcile_full_begin(reconcile *r, reconcile_result *res)
+{
+    if (r->full)
+        return fail(res, -EBUSY);
+    int rc = mirror_load_services(r, res);
+    if (rc < 0)
+        return rc;
     r->needs_full = false;
     /* Claims are rebuilt from what the pass is given: at its end they are the desired set. */
     names_clear(r);
@@ -769,9 +779,13 @@ int reconcile_services(reconcile *r, const char *const *names, size_t n_names,
 {
     if (r->full)
         return fail(res, -EBUSY);
+    /* Before any full pass (etcd not read yet), learn the kernel's services first. */
+    int rc = r->mirror_loaded ? 0 : mirror_load_services(r, res);
+    if (rc < 0)
+        return rc;
     bytemap want = {0};
     svc_id *ids = NULL;
-    int rc = want_build(desired, &want, &ids);
+    rc = want_build(desired, &want, &ids);
     /* What the group desired before and gives up now is deleted, unless a clusterf service
      * outside the group claims it or one inside it takes it over (want holds it). */
     for (size_t k = 0; rc == 0 && k < n_names; k++) {

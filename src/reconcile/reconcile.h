@@ -80,8 +80,8 @@ bool reconcile_full_running(const reconcile *r);
 
 /* Incremental pass for a set of clusterf services: desired holds exactly their IPVS
  * services (from lb_compute_service for each name; a name with none is gone). Works from the
- * mirror (dumping the dests of a service only when the mirror does not know them): cost is
- * proportional to those services. A key one of them gave up and another of them took over
+ * mirror (dumping the dests of a service only when the mirror does not know them, and the
+ * kernel's services once if no full pass ran yet): cost is proportional to those services. A key one of them gave up and another of them took over
  * in the same pass (a conflict handed over) is edited in place, never deleted. Returns as
  * reconcile_full, or -EBUSY while a sliced full pass runs. */
 int reconcile_services(reconcile *r, const char *const *names, size_t n_names,

@@ -62,6 +62,7 @@ struct reconcile {
     bool full;               /* a sliced full pass runs (begin done, end not yet) */
     int64_t saved_ms;        /* when the state file was last written (monotonic) */
     bool needs_full;
+    bool mirror_loaded;      /* the kernel's services were dumped at least once */
     bool owned_dirty;
 };
 

@@ -658,6 +658,27 @@ static void test_full_pass_end_and_abort(void)
     world_close(&w);
 }
 
+/* An incremental pass before any full pass (clusterf-ipvs before its first etcd read) works
+ * from what the kernel holds: a dest left with another weight is edited, not re-added. */
+static void test_incremental_before_full(void)
+{
+    world w = {0};
+    world_open(&w, NULL);
+    struct ipvs_service web = tcp_svc("10.9.0.1", 80);
+    struct ipvs_dest old = dest("10.9.1.1", 80);
+    old.weight = 5;
+    old.fwd = IP_VS_CONN_F_MASQ;
+    by_hand(&w, IPVS_OP_ADD_SERVICE, &web, NULL);
+    by_hand(&w, IPVS_OP_ADD_DEST, &web, &old);
+    put(&w, "services/web/frontend", "{\"ipv4\":\"10.9.0.1\",\"tcp\":80}");
+    put(&w, "services/web/backends/a", "{\"ipv4\":\"10.9.1.1\",\"tcp\":80}");
+    incr(&w, "web");
+    CHECK_STR(last_ops, "edit-dest");
+    CHECK_INT(weight_of(&w, web, "10.9.1.1", 80), 10);
+    CHECK(reconcile_owns(w.rec, &web));
+    world_close(&w);
+}
+
 /* A hand-made service the config comes to name is adopted by an incremental pass from what
  * the kernel holds: its dests are dumped once, not guessed (no EEXIST surprise). */
 static void test_incremental_adoption(void)
@@ -702,5 +723,6 @@ int main(int argc, char **argv)
     check_run("sliced_full_pass", test_sliced_full_pass);
     check_run("incremental_adoption", test_incremental_adoption);
     check_run("full_pass_end_and_abort", test_full_pass_end_and_abort);
+    check_run("incremental_before_full", test_incremental_before_full);
     return check_end();
 }
