@@ -171,6 +171,10 @@ void ipvs_fake_free(ipvs_fake *f);
 struct ipvs_iface ipvs_fake_iface(ipvs_fake *f);
 /* Like ipvs_dump / ipvs_apply, on the in-memory table. */
 int ipvs_fake_dump(ipvs_fake *f, struct ipvs_table **out, struct ipvs_err *err);
+/* Set the connection counts the fake reports for dest d of svc (as traffic would). 0 or
+ * -ENOENT. */
+int ipvs_fake_set_conns(ipvs_fake *f, const struct ipvs_service *svc, const struct ipvs_dest *d,
+                        uint32_t active, uint32_t inactive);
 /* As ipvs_dump_services / ipvs_dump_dests (an unknown service has no dests). */
 int ipvs_fake_dump_services(ipvs_fake *f, struct ipvs_service **out, size_t *n,
                             struct ipvs_err *err);

@@ -243,9 +243,12 @@ static int edit_dest(struct ipvs_entry *e, const struct ipvs_dest *d)
     struct ipvs_dest *old = find_dest(e, d);
     if (!old)
         return -ENOENT;
-    struct ipvs_stats keep = old->stats;
+    struct ipvs_dest keep = *old; /* an edit keeps the counters and the connections */
     store_dest(e, old, d);
-    old->stats = keep;
+    old->stats = keep.stats;
+    old->active_conns = keep.active_conns;
+    old->inact_conns = keep.inact_conns;
+    old->persist_conns = keep.persist_conns;
     return 0;
 }
 
@@ -357,6 +360,18 @@ oom:
         strcpy(err->msg, "out of memory");
     }
     return -ENOMEM;
+}
+
+int ipvs_fake_set_conns(ipvs_fake *f, const struct ipvs_service *svc, const struct ipvs_dest *d,
+                        uint32_t active, uint32_t inactive)
+{
+    struct ipvs_entry *e = find_service(f, svc);
+    struct ipvs_dest *dst = e ? find_dest(e, d) : NULL;
+    if (!dst)
+        return -ENOENT;
+    dst->active_conns = active;
+    dst->inact_conns = inactive;
+    return 0;
 }
 
 static int fake_oom(struct ipvs_err *err)

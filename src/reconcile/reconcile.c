@@ -76,10 +76,12 @@ static void mirror_clear(reconcile *r)
     while (bytemap_next(&r->mirror, &pos, &e))
         mentry_free(e->val);
     bytemap_clear(&r->mirror);
+    bytemap_clear(&r->draining);
 }
 
 static void mirror_remove(reconcile *r, const svc_id *id)
 {
+    bytemap_del(&r->draining, id, sizeof *id);
     mentry_free(bytemap_del(&r->mirror, id, sizeof *id));
 }
 
@@ -170,6 +172,7 @@ static int mentry_put_dest(mentry *m, const struct ipvs_dest *d)
     mdest_from(&m->svc, d, &md);
     size_t i = mentry_lower(m, &md);
     if (i < m->n_dests && mdest_cmp(&m->dests[i], &md) == 0) {
+        md.drain_until = m->dests[i].drain_until; /* the drain mark is clusterf's, not the op's */
         m->dests[i] = md;
         return 0;
     }
@@ -181,15 +184,40 @@ static int mentry_put_dest(mentry *m, const struct ipvs_dest *d)
     return 0;
 }
 
-static void mentry_del_dest(mentry *m, const struct ipvs_dest *d)
+/* The dest of m equal to d (by address and port), or NULL. */
+static mdest *mentry_find(mentry *m, const struct ipvs_dest *d)
 {
     mdest md;
     mdest_from(&m->svc, d, &md);
     size_t i = mentry_lower(m, &md);
-    if (i < m->n_dests && mdest_cmp(&m->dests[i], &md) == 0) {
-        memmove(&m->dests[i], &m->dests[i + 1], (m->n_dests - i - 1) * sizeof *m->dests);
-        m->n_dests--;
+    return i < m->n_dests && mdest_cmp(&m->dests[i], &md) == 0 ? &m->dests[i] : NULL;
+}
+
+/* Mark md of m draining until `until`, or not draining (until = 0). 0 or -ENOMEM. */
+static int drain_mark(reconcile *r, mentry *m, mdest *md, int64_t until)
+{
+    if (!md->drain_until == !until) {
+        md->drain_until = until;
+        return 0;
     }
+    if (until && !m->n_draining && bytemap_put(&r->draining, &m->id, sizeof m->id, m) < 0)
+        return -ENOMEM;
+    md->drain_until = until;
+    m->n_draining += until ? 1 : -1;
+    if (!m->n_draining)
+        bytemap_del(&r->draining, &m->id, sizeof m->id);
+    return 0;
+}
+
+static void mentry_del_dest(reconcile *r, mentry *m, const struct ipvs_dest *d)
+{
+    mdest *md = mentry_find(m, d);
+    if (!md)
+        return;
+    drain_mark(r, m, md, 0);
+    size_t i = (size_t)(md - m->dests);
+    memmove(&m->dests[i], &m->dests[i + 1], (m->n_dests - i - 1) * sizeof *m->dests);
+    m->n_dests--;
 }
 
 static int dest_sort_cmp(const void *a, const void *b, void *svc)
@@ -216,9 +244,20 @@ static int mentry_load_dests(reconcile *r, mentry *m, struct ipvs_err *err)
         mdest_from(&m->svc, &dests[i], &md[i]);
     free(dests);
     qsort(md, n, sizeof *md, mdest_cmp);
+    /* Drains outlive a dump: carry the marks of the dests still there over (both sorted). */
+    size_t kept = 0;
+    for (size_t i = 0, j = 0; i < m->n_dests && j < n;) {
+        int c = mdest_cmp(&m->dests[i], &md[j]);
+        if (c == 0 && m->dests[i].drain_until)
+            md[j].drain_until = m->dests[i].drain_until, kept++;
+        i += c <= 0, j += c >= 0;
+    }
     free(m->dests);
     m->dests = md;
     m->n_dests = m->cap = n;
+    m->n_draining = kept;
+    if (!kept)
+        bytemap_del(&r->draining, &m->id, sizeof m->id);
     m->dests_known = true;
     return 0;
 }
@@ -236,10 +275,7 @@ static int mirror_sync_services(reconcile *r, const struct ipvs_service *svcs, s
         if (!m)
             return -ENOMEM;
         m->seen = true;
-        m->dests_known = false;
-        free(m->dests);
-        m->dests = NULL;
-        m->n_dests = m->cap = 0;
+        m->dests_known = false; /* the dests stay until the next dump: they hold drain marks */
     }
     svc_id *gone = NULL;
     size_t n_gone = 0, cap = 0;
@@ -305,7 +341,7 @@ static int learn_op(reconcile *r, const struct ipvs_op *op, reconcile_result *re
     case IPVS_OP_DEL_DEST:
         res->dest_deleted += applied;
         if (m)
-            mentry_del_dest(m, &op->dest);
+            mentry_del_dest(r, m, &op->dest);
         return 0;
     case IPVS_OP_FLUSH:
         mirror_clear(r);
@@ -364,31 +400,71 @@ static int save_owned(reconcile *r, bool force, reconcile_result *res)
 
 /* ---- diff ---- */
 
+/* Mark the mirror's dest d of svc draining until `until` (0: not draining). */
+static int set_drain(reconcile *r, const struct ipvs_service *svc, const struct ipvs_dest *d,
+                     int64_t until)
+{
+    svc_id id;
+    svc_id_of(svc, &id);
+    mentry *m = mirror_get(r, &id);
+    mdest *md = m ? mentry_find(m, d) : NULL;
+    return md ? drain_mark(r, m, md, until) : 0;
+}
+
+/* A dest the config no longer holds (drain_until: its mark, 0 when not draining). Without a
+ * drain (UDP has no end of a connection) it is deleted at once; else it is set to weight 0,
+ * so that it takes no new connections, and marked: the drain check deletes it later. */
+static int dest_removed(reconcile *r, reconcile_result *res, const struct ipvs_service *svc,
+                        const struct ipvs_dest *d, int64_t drain_until)
+{
+    if (!r->drain_ms || svc->protocol == IPPROTO_UDP)
+        return push_op(r, res, IPVS_OP_DEL_DEST, svc, d);
+    int64_t now = r->now_ms();
+    if (drain_until)
+        return now >= drain_until ? push_op(r, res, IPVS_OP_DEL_DEST, svc, d) : 0;
+    int rc = set_drain(r, svc, d, now + r->drain_ms);
+    res->dest_draining++;
+    if (rc == 0 && d->weight != 0) {
+        struct ipvs_dest quiet = *d;
+        quiet.weight = 0;
+        rc = push_op(r, res, IPVS_OP_EDIT_DEST, svc, &quiet);
+    }
+    return rc;
+}
+
 /* Ops that turn the mirror's dests of svc into want (sorted, n entries). */
 static int diff_dests(reconcile *r, reconcile_result *res, const struct ipvs_service *svc,
                       const mentry *m, const struct ipvs_dest *want, size_t n)
 {
     size_t have_n = m ? m->n_dests : 0, i = 0, j = 0;
     int rc = 0;
-    /* Deletes first, then edits and adds: a pass never holds two dests for one slot. The
-     * mirror changes as batches are answered, so copy what is compared. */
+    /* Deletes (and drains) first, then edits and adds: a pass never holds two dests for one
+     * slot. The mirror changes as batches are answered, so copy what is compared. */
     struct ipvs_dest *snap = have_n ? malloc(have_n * sizeof *snap) : NULL;
-    if (have_n && !snap)
+    int64_t *until = have_n ? malloc(have_n * sizeof *until) : NULL;
+    if (have_n && (!snap || !until)) {
+        free(snap);
+        free(until);
         return -ENOMEM;
-    for (size_t k = 0; k < have_n; k++)
+    }
+    for (size_t k = 0; k < have_n; k++) {
         mdest_to(&m->dests[k], &snap[k]);
+        until[k] = m->dests[k].drain_until;
+    }
     for (int phase = 0; phase < 2 && rc == 0; phase++) {
         for (i = 0, j = 0; rc == 0 && (i < have_n || j < n);) {
             int c = i == have_n ? 1 : j == n ? -1 : ipvs_dest_cmp(svc, &snap[i], &want[j]);
             if (c < 0) {
                 if (phase == 0)
-                    rc = push_op(r, res, IPVS_OP_DEL_DEST, svc, &snap[i]);
+                    rc = dest_removed(r, res, svc, &snap[i], until[i]);
                 i++;
             } else if (c > 0) {
                 if (phase == 1)
                     rc = push_op(r, res, IPVS_OP_ADD_DEST, svc, &want[j]);
                 j++;
             } else {
+                if (phase == 0 && until[i]) /* back while draining: restored below */
+                    rc = set_drain(r, svc, &snap[i], 0);
                 if (phase == 1 && !ipvs_dest_same_config(&snap[i], &want[j]))
                     rc = push_op(r, res, IPVS_OP_EDIT_DEST, svc, &want[j]);
                 i++, j++;
@@ -396,6 +472,7 @@ static int diff_dests(reconcile *r, reconcile_result *res, const struct ipvs_ser
         }
     }
     free(snap);
+    free(until);
     return rc;
 }
 
@@ -560,6 +637,7 @@ int reconcile_new(const struct ipvs_iface *kernel, const char *state_path, recon
     }
     r->kernel = *kernel;
     r->needs_full = true;
+    r->now_ms = clock_now_ms;
     int rc = state_load(r, err, errlen);
     if (rc < 0) {
         reconcile_free(r);
@@ -576,6 +654,7 @@ void reconcile_free(reconcile *r)
     mirror_clear(r);
     owned_clear(r);
     names_clear(r);
+    bytemap_clear(&r->draining);
     ipvs_batch_release(&r->batch);
     free(r->state_path);
     free(r);
@@ -815,6 +894,84 @@ int reconcile_service(reconcile *r, const char *name, const lb_table *desired,
                       reconcile_result *res)
 {
     return reconcile_services(r, &name, 1, desired, res);
+}
+
+void reconcile_set_drain(reconcile *r, int64_t drain_ms, int64_t (*now_ms)(void))
+{
+    r->drain_ms = drain_ms > 0 ? drain_ms : 0;
+    r->now_ms = now_ms ? now_ms : clock_now_ms;
+}
+
+size_t reconcile_draining(const reconcile *r)
+{
+    size_t n = 0, pos = 0;
+    bytemap_entry *e = NULL;
+    while (bytemap_next(&r->draining, &pos, &e))
+        n += ((const mentry *)e->val)->n_draining;
+    return n;
+}
+
+/* The draining dests of m that are done: gone from the kernel (their mark is dropped), or
+ * with no active connection left, or past their deadline (into *done, n_done). */
+static int drain_done(reconcile *r, mentry *m, struct ipvs_dest **done, size_t *n_done,
+                      struct ipvs_err *err)
+{
+    struct ipvs_dest *now_in = NULL;
+    size_t n = 0, cap = 0;
+    int rc = r->kernel.dump_dests(r->kernel.self, &m->svc, &now_in, &n, err);
+    if (rc < 0)
+        return rc;
+    int64_t now = r->now_ms();
+    for (size_t k = 0; rc == 0 && k < m->n_dests; k++) {
+        if (!m->dests[k].drain_until)
+            continue;
+        struct ipvs_dest d;
+        mdest_to(&m->dests[k], &d);
+        const struct ipvs_dest *live = NULL;
+        for (size_t i = 0; i < n && !live; i++)
+            if (ipvs_dest_cmp(&m->svc, &now_in[i], &d) == 0)
+                live = &now_in[i];
+        if (!live)
+            rc = drain_mark(r, m, &m->dests[k], 0);
+        else if (live->active_conns == 0 || now >= m->dests[k].drain_until) {
+            if (vec_grow((void **)done, &cap, *n_done + 1, sizeof **done) < 0)
+                rc = -ENOMEM;
+            else
+                (*done)[(*n_done)++] = d;
+        }
+    }
+    free(now_in);
+    return rc;
+}
+
+int reconcile_drain_check(reconcile *r, reconcile_result *res)
+{
+    if (r->full || !r->draining.n)
+        return 0;
+    svc_id *ids = malloc(r->draining.n * sizeof *ids);
+    if (!ids)
+        return fail(res, -ENOMEM);
+    size_t n = 0, pos = 0;
+    bytemap_entry *e = NULL;
+    while (bytemap_next(&r->draining, &pos, &e))
+        ids[n++] = ((const mentry *)e->val)->id;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        mentry *m = mirror_get(r, &ids[i]);
+        struct ipvs_dest *done = NULL;
+        size_t n_done = 0;
+        struct ipvs_err err = {0};
+        if (m && (rc = drain_done(r, m, &done, &n_done, &err)) < 0)
+            snprintf(res->error, sizeof res->error, "dump: %s", err.msg);
+        struct ipvs_service svc = m ? m->svc : (struct ipvs_service){0};
+        for (size_t k = 0; rc == 0 && k < n_done; k++)
+            rc = push_op(r, res, IPVS_OP_DEL_DEST, &svc, &done[k]);
+        free(done);
+    }
+    free(ids);
+    if (rc == 0)
+        rc = flush_ops(r, res);
+    return rc < 0 ? fail(res, rc) : 0;
 }
 
 bool reconcile_needs_full(const reconcile *r)

@@ -32,6 +32,7 @@ typedef void (*reconcile_op_fn)(void *ctx, const struct ipvs_op *op);
 typedef struct reconcile_result {
     size_t svc_added, svc_changed, svc_deleted;
     size_t dest_added, dest_changed, dest_deleted;
+    size_t dest_draining; /* dests removed from the config that started to drain */
     size_t sent;      /* ops sent */
     size_t failed;    /* ops the kernel refused (the op shows the error) */
     size_t surprises; /* ops whose answer showed the mirror was wrong (EEXIST, ENOENT) */
@@ -89,6 +90,21 @@ int reconcile_services(reconcile *r, const char *const *names, size_t n_names,
 /* reconcile_services for one name. */
 int reconcile_service(reconcile *r, const char *name, const lb_table *desired,
                       reconcile_result *res);
+
+/* Graceful removal: a dest that leaves the config of a TCP (or fwmark) service is first set to
+ * weight 0 (no new connections; established ones go on) and deleted once the kernel shows no
+ * active connection on it, or drain_ms after it left (0: deleted at once, the default).
+ * Inactive entries (connections in FIN_WAIT/TIME_WAIT, kept for minutes by the kernel) do not
+ * hold a drain: their connection is over. A dest that comes back while draining gets its
+ * weight again at once. UDP dests are deleted at once (a UDP flow has no end). now_ms: the
+ * monotonic clock in ms (NULL: the real one; tests pass their own). */
+void reconcile_set_drain(reconcile *r, int64_t drain_ms, int64_t (*now_ms)(void));
+/* Number of dests draining now. */
+size_t reconcile_draining(const reconcile *r);
+/* Check the draining dests (one dest dump per service that has some) and delete those done.
+ * Cost: the services with draining dests. Returns 0 or -errno (res->error); does nothing
+ * while a sliced full pass runs. */
+int reconcile_drain_check(reconcile *r, reconcile_result *res);
 
 /* True when an answer showed the mirror was out of date: the caller should run a full pass
  * soon. Cleared by reconcile_full. */

@@ -25,6 +25,7 @@ typedef struct mdest {
     uint32_t fwd, weight, u_thresh, l_thresh;
     uint16_t tun_port, tun_flags;
     uint8_t tun_type;
+    int64_t drain_until; /* draining (weight 0, removed from the config) until then; 0: not */
 } mdest;
 
 /* One kernel service as clusterf last saw it, dests sorted by (af, addr, port) as
@@ -34,6 +35,7 @@ typedef struct mentry {
     struct ipvs_service svc;
     mdest *dests;
     size_t n_dests, cap;
+    size_t n_draining; /* dests with drain_until set; the entry is in reconcile.draining */
     bool dests_known; /* false: dests not dumped yet (dumped on first need) */
     bool seen;        /* scratch: in the last service dump */
 } mentry;
@@ -58,6 +60,9 @@ struct reconcile {
     bytemap owned;  /* svc_id -> svc_id* (heap copy) */
     bytemap names;  /* name -> named* */
     bytemap claims; /* svc_id -> claim* */
+    bytemap draining; /* svc_id -> mentry* that has draining dests */
+    int64_t drain_ms;        /* 0: a removed dest is deleted at once */
+    int64_t (*now_ms)(void); /* monotonic clock (tests set their own) */
     struct ipvs_batch batch; /* ops not sent yet (bounded: see BATCH_OPS) */
     bool full;               /* a sliced full pass runs (begin done, end not yet) */
     int64_t saved_ms;        /* when the state file was last written (monotonic) */

@@ -679,6 +679,75 @@ static void test_incremental_before_full(void)
     world_close(&w);
 }
 
+static int64_t fake_now;
+static int64_t fake_clock(void)
+{
+    return fake_now;
+}
+
+/* Graceful removal: a removed TCP dest goes to weight 0 and stays while it has active
+ * connections, is deleted when they are gone (inactive ones do not hold it) or at the
+ * deadline; one that comes back is restored; UDP dests go at once; a full pass keeps drains. */
+static void test_drain(void)
+{
+    world w = {0};
+    world_open(&w, NULL);
+    reconcile_set_drain(w.rec, 30000, fake_clock);
+    fake_now = 1000;
+    put(&w, "services/web/frontend", "{\"ipv4\":\"10.9.0.1\",\"tcp\":80,\"udp\":53}");
+    put(&w, "services/web/backends/a", "{\"ipv4\":\"10.9.1.1\",\"tcp\":80,\"udp\":53}");
+    put(&w, "services/web/backends/b", "{\"ipv4\":\"10.9.1.2\",\"tcp\":80,\"udp\":53}");
+    full(&w);
+    struct ipvs_service web = tcp_svc("10.9.0.1", 80), dns = tcp_svc("10.9.0.1", 53);
+    dns.protocol = IPPROTO_UDP;
+    struct ipvs_dest a = dest("10.9.1.1", 80);
+    CHECK_INT(ipvs_fake_set_conns(w.kernel, &web, &a, 1, 3), 0);
+    put(&w, "services/web/backends/a", NULL);
+    incr(&w, "web");
+    CHECK_STR(last_ops, "edit-dest delete-dest"); /* TCP to weight 0; UDP at once */
+    CHECK_INT(weight_of(&w, web, "10.9.1.1", 80), 0);
+    CHECK_INT(weight_of(&w, dns, "10.9.1.1", 53), -1);
+    CHECK_INT(reconcile_draining(w.rec), 1);
+    /* while it has an active connection it stays, across checks and a full pass */
+    reconcile_result res = {0};
+    CHECK_INT(reconcile_drain_check(w.rec, &res), 0);
+    CHECK_INT(res.dest_deleted, 0);
+    CHECK_INT(full(&w), 0);
+    CHECK_INT(reconcile_draining(w.rec), 1);
+    CHECK_INT(weight_of(&w, web, "10.9.1.1", 80), 0);
+    /* the connection ends (inactive entries remain): deleted at the next check */
+    CHECK_INT(ipvs_fake_set_conns(w.kernel, &web, &a, 0, 4), 0);
+    CHECK_INT(reconcile_drain_check(w.rec, &res), 0);
+    CHECK_INT(res.dest_deleted, 1);
+    CHECK_INT(weight_of(&w, web, "10.9.1.1", 80), -1);
+    CHECK_INT(reconcile_draining(w.rec), 0);
+    /* b drains; it comes back while draining: its weight is restored at once */
+    struct ipvs_dest b = dest("10.9.1.2", 80);
+    CHECK_INT(ipvs_fake_set_conns(w.kernel, &web, &b, 2, 0), 0);
+    put(&w, "services/web/backends/b", NULL);
+    incr(&w, "web");
+    CHECK_INT(weight_of(&w, web, "10.9.1.2", 80), 0);
+    put(&w, "services/web/backends/b", "{\"ipv4\":\"10.9.1.2\",\"tcp\":80}");
+    incr(&w, "web");
+    CHECK_STR(last_ops, "edit-dest");
+    CHECK_INT(weight_of(&w, web, "10.9.1.2", 80), 10);
+    CHECK_INT(reconcile_draining(w.rec), 0);
+    /* removed again: the deadline deletes it even with a live connection */
+    put(&w, "services/web/backends/b", NULL);
+    incr(&w, "web");
+    fake_now += 29999;
+    reconcile_result_free(&res);
+    CHECK_INT(reconcile_drain_check(w.rec, &res), 0);
+    CHECK_INT(res.dest_deleted, 0);
+    fake_now += 1;
+    CHECK_INT(reconcile_drain_check(w.rec, &res), 0);
+    CHECK_INT(res.dest_deleted, 1);
+    CHECK_INT(dests_of(&w, web), 0);
+    CHECK_INT(full(&w), 0);
+    reconcile_result_free(&res);
+    world_close(&w);
+}
+
 /* A hand-made service the config comes to name is adopted by an incremental pass from what
  * the kernel holds: its dests are dumped once, not guessed (no EEXIST surprise). */
 static void test_incremental_adoption(void)
@@ -724,5 +793,6 @@ int main(int argc, char **argv)
     check_run("incremental_adoption", test_incremental_adoption);
     check_run("full_pass_end_and_abort", test_full_pass_end_and_abort);
     check_run("incremental_before_full", test_incremental_before_full);
+    check_run("drain", test_drain);
     return check_end();
 }
