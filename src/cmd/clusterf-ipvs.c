@@ -19,8 +19,8 @@ struct ipvs_flags {
     const char *config_path, *sched, *method, *state_dir, *log_level;
     const char *adv_name, *adv_prefix4, *adv_prefix6, *adv_gw4, *adv_gw6, *adv_method;
     long adv_ttl;
-    bool filter_etcd_routes, flush, dry_run, help, version;
-    int64_t resync_ms, coalesce_ms;
+    bool filter_etcd_routes, flush, dry_run, help, version, ipvs_sysctls;
+    int64_t resync_ms, coalesce_ms, drain_ms;
 };
 
 /* Build the Route JSON of -advertise-route-* and check it like any route. 0 or -1 (printed). */
@@ -80,6 +80,8 @@ static int build_options(struct ipvs_flags *f, etcd_flag_values *ev, ipvsd_optio
     o->dry_run = f->dry_run;
     o->resync_ms = f->resync_ms;
     o->coalesce_ms = f->coalesce_ms;
+    o->drain_ms = f->drain_ms;
+    o->ipvs_sysctls = f->ipvs_sysctls;
     snprintf(state, state_size, "%s/ipvs-owned", f->state_dir);
     o->state_path = f->state_dir[0] ? state : NULL;
     if (f->adv_name) {
@@ -96,7 +98,7 @@ int main(int argc, char **argv)
 {
     struct ipvs_flags f = {.sched = "wlc", .method = "masq", .state_dir = "/run/clusterf",
                            .log_level = "info", .adv_ttl = 10, .resync_ms = 60000,
-                           .coalesce_ms = 5};
+                           .coalesce_ms = 5, .drain_ms = 30000};
     etcd_flag_values ev;
     flag_def defs[ETCD_FLAGS_COUNT + 24];
     etcd_flags_defs(&ev, defs);
@@ -115,6 +117,8 @@ int main(int argc, char **argv)
         {"flush", FLAG_BOOL, &f.flush, NULL, "clear the whole IPVS table once at start, then own it", 0, 0},
         {"resync-interval", FLAG_DURATION, &f.resync_ms, "DURATION", "period of full kernel dumps that repair drift (0 = never)", 0, 0},
         {"coalesce", FLAG_DURATION, &f.coalesce_ms, "DURATION", "delay that gathers a burst of etcd events into one pass", 0, 0},
+        {"drain-timeout", FLAG_DURATION, &f.drain_ms, "DURATION", "a removed TCP backend keeps its connections at weight 0 until they end or this long (0 = delete at once)", 0, 0},
+        {"ipvs-sysctls", FLAG_BOOL, &f.ipvs_sysctls, NULL, "set net.ipv4.vs.expire_nodest_conn=1, expire_quiescent_template=1, conn_reuse_mode=1 at start", 0, 0},
         {"state-dir", FLAG_STRING, &f.state_dir, "DIR", "where the services clusterf created are remembered", 0, 0},
         {"dry-run", FLAG_BOOL, &f.dry_run, NULL, "log the ops, never change the kernel", 0, 0},
         {"log-level", FLAG_STRING, &f.log_level, "LEVEL", "debug, info, warn or error", 0, 0},
@@ -122,6 +126,8 @@ int main(int argc, char **argv)
         {"version", FLAG_BOOL, &f.version, NULL, "show the version", 0, 0},
         {NULL, 0, NULL, NULL, NULL, 0, 0},
     };
+    _Static_assert(sizeof mine <= sizeof defs - ETCD_FLAGS_COUNT * sizeof defs[0],
+                   "defs too small for the flags");
     memcpy(defs + ETCD_FLAGS_COUNT, mine, sizeof mine);
     char err[512];
     int first = flags_parse(defs, argc, argv, err, sizeof err);

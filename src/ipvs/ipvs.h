@@ -187,6 +187,16 @@ void ipvs_fake_fail_after(ipvs_fake *f, size_t n_ops, int code);
 /* Number of apply calls so far. */
 unsigned long ipvs_fake_applies(const ipvs_fake *f);
 
+/* One IPVS sysctl clusterf can set (--ipvs-sysctls). */
+struct ipvs_sysctl {
+    const char *name;  /* under /proc/sys/net/ipv4/vs/ */
+    const char *value;
+};
+/* The sysctls for graceful removal and their values (see ipvs_sysctl.c for why each). */
+const struct ipvs_sysctl *ipvs_sysctls(size_t *n);
+/* Write one in the caller's network namespace. 0 or -errno (err names the file). */
+int ipvs_sysctl_write(const struct ipvs_sysctl *s, struct ipvs_err *err);
+
 /* The kernel's IPVS version (e.g. 0x010201 for 1.2.1) and connection-table size (GET_INFO).
  * Returns 0 or -errno. */
 int ipvs_info(ipvs_conn *c, uint32_t *version, uint32_t *conn_tab_size, struct ipvs_err *err);

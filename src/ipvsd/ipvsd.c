@@ -140,15 +140,40 @@ static void log_result(const char *pass, const char *scope, const reconcile_resu
 {
     size_t changes = reconcile_result_changes(res);
     enum log_level lvl = res->failed || res->error[0] ? LOG_LEVEL_ERROR
-                       : changes ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG;
+                       : changes || res->dest_draining ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG;
     char q[400], qs[300];
     log_msg(lvl, "msg=\"reconciled\" pass=%s scope=%s services_added=%zu services_changed=%zu "
-            "services_deleted=%zu dests_added=%zu dests_changed=%zu dests_deleted=%zu failed=%zu "
-            "duration_ms=%lld%s%s%s",
+            "services_deleted=%zu dests_added=%zu dests_changed=%zu dests_deleted=%zu "
+            "dests_draining=%zu failed=%zu duration_ms=%lld%s%s%s",
             pass, log_quote(qs, sizeof qs, scope), res->svc_added, res->svc_changed,
-            res->svc_deleted, res->dest_added, res->dest_changed, res->dest_deleted, res->failed,
+            res->svc_deleted, res->dest_added, res->dest_changed, res->dest_deleted,
+            res->dest_draining, res->failed,
             (long long)ms, extra, res->error[0] ? " error=" : "",
             res->error[0] ? log_quote(q, sizeof q, res->error) : "");
+}
+
+/* Keep the drain check going while dests drain: soon after a pass started a drain (a dest
+ * without connections goes at once), then every DRAIN_CHECK_MS. */
+static void drain_arm(ipvsd *d, const reconcile_result *res)
+{
+    struct itimerspec cur;
+    timerfd_gettime(d->drain_fd, &cur);
+    bool armed = cur.it_value.tv_sec || cur.it_value.tv_nsec;
+    if (res && res->dest_draining)
+        ipvsd_timer(d->drain_fd, 1);
+    else if (!armed && reconcile_draining(d->rec))
+        ipvsd_timer(d->drain_fd, DRAIN_CHECK_MS);
+}
+
+/* The drain timer fired: delete the draining dests that are done. */
+static void drain_check(ipvsd *d)
+{
+    int64_t t0 = clock_now_ms();
+    reconcile_result res = result_for(d);
+    reconcile_drain_check(d->rec, &res);
+    if (res.dest_deleted || res.error[0])
+        log_result("drain", "draining", &res, clock_now_ms() - t0, "");
+    drain_arm(d, NULL);
 }
 
 /* The full pass is over: log it, and run what waited for it. */
@@ -162,6 +187,7 @@ static void full_end(ipvsd *d)
         log_warn("msg=\"drift repaired\" changes=%zu", reconcile_result_changes(&d->full_res));
     config_strs_clear(&d->full_names);
     d->full_next = 0;
+    drain_arm(d, &d->full_res);
     if (d->full_again) {
         d->full_again = false;
         ipvsd_pass_full(d, "queued");
@@ -274,6 +300,7 @@ static void pass_services(ipvsd *d, const char *const *names, size_t n)
     char scope[256];
     snprintf(scope, sizeof scope, n == 1 ? "%s" : "%s +%zu more", names[0], n - 1);
     log_result("incremental", scope, &res, clock_now_ms() - t0, "");
+    drain_arm(d, &res);
     lb_table_free(&all);
 }
 
@@ -324,6 +351,23 @@ static int dry_apply(void *self, struct ipvs_op *ops, size_t n, struct ipvs_err 
     return 0;
 }
 
+/* --ipvs-sysctls: write the IPVS sysctls of graceful removal, each logged (a dry run only
+ * says what it would write). A failure is logged and the daemon runs on. */
+static void set_sysctls(ipvsd *d)
+{
+    size_t n = 0;
+    const struct ipvs_sysctl *s = ipvs_sysctls(&n);
+    for (size_t i = 0; i < n; i++) {
+        struct ipvs_err err = {0};
+        if (d->o->dry_run)
+            log_info("msg=\"sysctl (dry-run)\" name=net.ipv4.vs.%s value=%s", s[i].name, s[i].value);
+        else if (ipvs_sysctl_write(&s[i], &err) < 0)
+            log_error("msg=\"cannot set sysctl\" name=net.ipv4.vs.%s error=\"%s\"", s[i].name, err.msg);
+        else
+            log_info("msg=\"sysctl set\" name=net.ipv4.vs.%s value=%s", s[i].name, s[i].value);
+    }
+}
+
 /* Open the kernel side (or the dry-run stand-in) and the reconciler. 0 or -1 (logged). */
 static int setup_kernel(ipvsd *d)
 {
@@ -352,6 +396,9 @@ static int setup_kernel(ipvsd *d)
         log_error("msg=\"cannot start the reconciler\" error=\"%s\"", err);
         return -1;
     }
+    reconcile_set_drain(d->rec, d->o->drain_ms, NULL);
+    if (d->o->ipvs_sysctls)
+        set_sysctls(d);
     if (d->o->flush) {
         reconcile_result res = result_for(d);
         int64_t t0 = clock_now_ms();
@@ -383,9 +430,11 @@ static int setup_loop(ipvsd *d)
     d->resync_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     d->retry_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     d->local_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    d->drain_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     if (d->sig_fd < 0 || d->ep < 0 || d->coalesce_fd < 0 || d->resync_fd < 0 ||
-        d->retry_fd < 0 || d->local_fd < 0 || epoll_add(d, d->sig_fd) || epoll_add(d, d->coalesce_fd) ||
-        epoll_add(d, d->resync_fd) || epoll_add(d, d->retry_fd) || epoll_add(d, d->local_fd)) {
+        d->retry_fd < 0 || d->local_fd < 0 || d->drain_fd < 0 || epoll_add(d, d->sig_fd) ||
+        epoll_add(d, d->coalesce_fd) || epoll_add(d, d->resync_fd) || epoll_add(d, d->retry_fd) ||
+        epoll_add(d, d->local_fd) || epoll_add(d, d->drain_fd)) {
         log_error("msg=\"cannot set up the event loop\" error=\"%s\"", strerror(errno));
         return -1;
     }
@@ -429,6 +478,9 @@ static void on_ready(ipvsd *d, int fd)
     } else if (fd == d->retry_fd) {
         if (timer_fired(fd))
             ipvsd_etcd_retry(d);
+    } else if (fd == d->drain_fd) {
+        if (timer_fired(fd))
+            drain_check(d);
     } else if (fd == d->local_fd) {
         if (timer_fired(fd))
             ipvsd_local_rescan(d);
@@ -453,7 +505,8 @@ static void teardown(ipvsd *d)
     config_strs_clear(&d->full_names);
     nameset_clear(&d->dirty);
     nameset_clear(&d->warned);
-    int fds[] = {d->ep, d->sig_fd, d->coalesce_fd, d->resync_fd, d->retry_fd, d->local_fd, d->inotify_fd};
+    int fds[] = {d->ep, d->sig_fd, d->coalesce_fd, d->resync_fd, d->retry_fd, d->local_fd,
+                 d->inotify_fd, d->drain_fd};
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
         if (fds[i] >= 0)
             close(fds[i]);
@@ -467,7 +520,7 @@ int ipvsd_watch_fd(ipvsd *d, int fd)
 int ipvsd_run(const ipvsd_options *opts)
 {
     ipvsd d = {.o = opts, .ep = -1, .sig_fd = -1, .coalesce_fd = -1, .resync_fd = -1,
-               .retry_fd = -1, .inotify_fd = -1, .local_fd = -1};
+               .retry_fd = -1, .inotify_fd = -1, .local_fd = -1, .drain_fd = -1};
     backoff_init(&d.retry, 200, 10000);
     int status = 1;
     etcd_error eerr = {0};

@@ -56,6 +56,7 @@ typedef struct ipvsd {
     int retry_fd;           /* timerfd: retry the etcd read / the advertised route */
     int inotify_fd;         /* local tree changes, -1 without -config-path */
     int local_fd;           /* timerfd: rescan the local tree after changes settle */
+    int drain_fd;           /* timerfd: check the draining dests */
     ipvsd_worker *worker;   /* owns the etcd client; makes every blocking etcd call */
     etcd_watch *watch;
     etcd_lease *lease;      /* the advertised route's lease, while no job holds it */
@@ -86,6 +87,8 @@ typedef struct ipvsd {
 /* A full pass gives the loop back after this long, stepping this many services at a time. */
 #define FULL_SLICE_MS 20
 #define FULL_STEP_SERVICES 32
+/* While dests drain, their connections are checked this often. */
+#define DRAIN_CHECK_MS 1000
 
 /* Mark services for the next pass and arm the coalescing timer. */
 void ipvsd_mark(ipvsd *d, const config_result *res);
