@@ -12,13 +12,11 @@
 
 static etcdh H;
 static etcd_client *C;
-static bool up;
+static int etcd_rc;  /* etcdh_start(): 0, -ENOENT (a skip), else a failure */
 
 static bool need_etcd(void)
 {
-    if (!up)
-        check_skip("etcd not available (install etcd-server etcd-client)");
-    return up;
+    return check_need(etcd_rc, "etcd (etcd-server etcd-client)");
 }
 
 static void test_range_empty_and_one(void)
@@ -239,10 +237,12 @@ static void test_errors(void)
 int main(int argc, char **argv)
 {
     check_init(argc, argv);
-    if (etcdh_available() && etcdh_start(&H, 1) == 0) {
+    etcd_rc = etcdh_start(&H, 1);
+    if (etcd_rc == 0) {
         etcd_config cfg = {.endpoints = H.endpoints, .timeout_ms = 10000};
         etcd_error err = {0};
-        up = etcd_client_new(&cfg, &C, &err) == 0;
+        if (etcd_client_new(&cfg, &C, &err) < 0)
+            etcd_rc = -EIO;
     }
     check_run("range_empty_and_one", test_range_empty_and_one);
     check_run("range_100k", test_range_100k);
