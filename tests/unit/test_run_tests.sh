@@ -62,5 +62,19 @@ check "a filtered run of a passing suite: closing line without skips" sh -c "tai
 check "... and exit status 0" test "$rc" = 0
 check "... the filter left the others out" sh -c "! grep -q test_a_hang $out"
 
+# run-tests itself stopped (SIGTERM) while a suite runs: the suite goes with it.
+rm -f "$tmp"/pid.*
+CLUSTERF_TESTS_ROOT=$tmp CLUSTERF_SUITE_TIMEOUT_test_a_hang_sh=600 "$repo/scripts/run-tests" hang \
+    > "$out" 2>&1 &
+runner=$!
+for _ in $(seq 300); do [ -s "$tmp/pid.session" ] && break; sleep 0.1; done
+kill -TERM "$runner"; wait "$runner"
+check "run-tests stopped by SIGTERM exits 130" test $? = 130
+for p in suite pgrp session; do
+    check "... and the running suite's $p process is gone" \
+        sh -c "[ -s $tmp/pid.$p ] && ! kill -0 \$(cat $tmp/pid.$p) 2>/dev/null"
+done
+for p in suite pgrp session; do [ -s "$tmp/pid.$p" ] && kill -9 "$(cat "$tmp/pid.$p")" 2>/dev/null; done
+
 echo "test_run_tests: $PASS passed, $FAIL failed, 0 skipped"
 [ $FAIL = 0 ]
