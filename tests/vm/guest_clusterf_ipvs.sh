@@ -98,7 +98,8 @@ wait_for() {
     ok "$name"
 }
 
-want() { [ -z "$FILTER" ] || case "$1" in *"$FILTER"*) return 0;; *) return 1;; esac; }
+# want SCENARIO: true when it is to run; names it for the checks of stop_ipvs.
+want() { SCENARIO=$1; [ -z "$FILTER" ] || case "$1" in *"$FILTER"*) return 0;; *) return 1;; esac; }
 
 scenario_seed() {
     expect "seed: empty table at start" ""
@@ -434,7 +435,6 @@ start_ipvs
 for s in seed routes families foreign_drift_invalid restart sighup etcd_restart local_tree status advertise packets; do
     want "$s" || continue
     echo "== $s"
-    SCENARIO=$s
     case $s in
         seed) scenario_seed;; routes) scenario_routes;; families) scenario_families;;
         foreign_drift_invalid) scenario_foreign_drift_invalid;; restart) scenario_restart;;
