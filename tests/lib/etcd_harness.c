@@ -106,8 +106,8 @@ static pid_t spawn(etcdh *h, int i)
              "--advertise-client-urls=%s --listen-peer-urls=%s --initial-advertise-peer-urls=%s "
              "--initial-cluster=%s --initial-cluster-state=new --initial-cluster-token=t-%d "
              "--logger=zap --log-outputs=stderr%s %s >>%s/%s.log 2>&1",
-             etcd_bin(), m->name, h->dir, m->name, m->client_url, m->client_url, m->peer_url, m->peer_url,
-             cluster, (int)getpid(), tls, h->extra_args, h->dir, m->name);
+             etcd_bin(), m->name, h->dir, m->name, m->client_url, m->client_url, m->peer_url,
+             m->peer_url, cluster, (int)getpid(), tls, h->extra_args, h->dir, m->name);
     pid_t pid = fork();
     if (pid == 0) {
         setpgid(0, 0);
