@@ -95,22 +95,23 @@ static bool local_gone(int e)
     return e == ENOENT || e == ENOTDIR;
 }
 
-/* A part of the tree (path; rel its place in the tree, "" for all of it) exists but could not
- * be read (err, why or strerror): its keys keep their last values, fn gets an invalid result
- * naming the path, and the first such error is remembered for the caller. Returns 0. */
-static int local_keep(struct walk *w, const char *path, const char *rel, int err,
+/* A part of the tree (path; rel its place in the tree, "" for all of it; a directory when
+ * dir) exists but could not be read (err; why, or strerror): its keys keep their last values,
+ * fn gets an invalid result naming the path, and the first such error is kept for the
+ * caller. Returns 0. */
+static int local_keep(struct walk *w, const char *path, const char *rel, bool dir, int err,
                       const char *why)
 {
     if (!w->read_err)
         w->read_err = err;
-    config_store_sync_keep(w->cfg, CONFIG_SOURCE_LOCAL, rel, strlen(rel));
+    config_store_sync_keep(w->cfg, CONFIG_SOURCE_LOCAL, rel, strlen(rel), dir);
     if (!w->fn)
         return 0;
     config_event ev = {CONFIG_SOURCE_LOCAL, false, rel, strlen(rel), NULL, 0, 0};
     config_result res;
     config_result_init(&res);
     res.invalid = res.stale = true;
-    snprintf(res.error, sizeof res.error, "cannot read %s: %s; last value kept", path,
+    snprintf(res.error, sizeof res.error, "cannot read %s: %s; last value (if any) kept", path,
              why ? why : strerror(-err));
     w->fn(&ev, &res, w->ctx);
     config_result_free(&res);
@@ -151,8 +152,9 @@ static int local_apply_file(struct walk *w, const char *path, const char *rel)
     int rc = local_read_file(path, buf, CONFIG_VALUE_MAX + 1, &n);
     if (rc < 0) {
         free(buf);
-        return local_gone(-rc) ? 0
-               : local_keep(w, path, rel, rc, rc == -EINVAL ? "not a regular file" : NULL);
+        if (local_gone(-rc))
+            return 0;
+        return local_keep(w, path, rel, false, rc, rc == -EINVAL ? "not a regular file" : NULL);
     }
     config_event ev = {CONFIG_SOURCE_LOCAL, false, rel, strlen(rel), buf, n, 0};
     config_result res;
@@ -175,15 +177,15 @@ static int local_entry(struct walk *w, const char *dir, const char *rel, const c
     char path[PATH_MAX], r[PATH_MAX];
     if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path ||
         snprintf(r, sizeof r, "%s%s%s", rel, rel[0] ? "/" : "", name) >= (int)sizeof r)
-        return local_keep(w, dir, rel, -ENAMETOOLONG, NULL);
+        return local_keep(w, dir, rel, true, -ENAMETOOLONG, NULL);
     struct stat st;
     if (stat(path, &st) < 0)
-        return local_gone(errno) ? 0 : local_keep(w, path, r, -errno, NULL);
+        return local_gone(errno) ? 0 : local_keep(w, path, r, true, -errno, NULL);
     if (S_ISDIR(st.st_mode))
         return local_walk(w, path, r, depth + 1);
     if (S_ISREG(st.st_mode))
         return local_apply_file(w, path, r);
-    return local_keep(w, path, r, -EINVAL, "not a regular file");
+    return local_keep(w, path, r, false, -EINVAL, "not a regular file");
 }
 
 /* Walk dir (rel is its path inside the tree), applying files. A directory that cannot be
@@ -196,14 +198,14 @@ static int local_walk(struct walk *w, const char *dir, const char *rel, int dept
         w->dir_fn(dir, w->ctx);
     DIR *dh = opendir(dir);
     if (!dh)
-        return local_gone(errno) ? 0 : local_keep(w, dir, rel, -errno, NULL);
+        return local_gone(errno) ? 0 : local_keep(w, dir, rel, true, -errno, NULL);
     int rc = 0;
     while (rc == 0) {
         errno = 0;
         struct dirent *de = readdir(dh);
         if (!de) {
             if (errno)
-                rc = local_keep(w, dir, rel, -errno, NULL);
+                rc = local_keep(w, dir, rel, true, -errno, NULL);
             break;
         }
         if (de->d_name[0] != '.')
@@ -223,7 +225,7 @@ int cfgsource_local_read(config_store *cfg, const char *root, cfgsource_key_fn f
     if (rc == 0 && st_err == 0)
         rc = local_walk(&w, root, "", 0);
     else if (rc == 0 && !local_gone(st_err))
-        rc = local_keep(&w, root, "", -st_err, NULL);
+        rc = local_keep(&w, root, "", true, -st_err, NULL);
     if (rc == 0)
         rc = sync_end(cfg, CONFIG_SOURCE_LOCAL, fn, ctx);
     if (rc == 0 && local_gone(st_err))

@@ -382,11 +382,13 @@ static int setup(dockerd *d, char *err, size_t errlen)
         snprintf(err, errlen, "%s", derr.msg);
         return r;
     }
-    if ((r = add_fd(d, d->sigfd)) < 0 || (r = add_fd(d, d->retry_tfd)) < 0 ||
-        (r = add_fd(d, docker_watch_fd(d->watch))) < 0) {
-        snprintf(err, errlen, "epoll: %s", strerror(-r));
-        return r;
-    }
+    const int fds[3] = {d->sigfd, d->retry_tfd, docker_watch_fd(d->watch)};
+    const char *names[3] = {"signalfd", "retry timer", "docker watch"};
+    for (int i = 0; i < 3; i++)
+        if ((r = add_fd(d, fds[i])) < 0) {
+            snprintf(err, errlen, "cannot add the %s fd to epoll: %s", names[i], strerror(-r));
+            return r;
+        }
     return 0;
 }
 
