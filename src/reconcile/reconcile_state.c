@@ -115,7 +115,6 @@ static int state_parse_line(const char *line, svc_id *id)
     return 0;
 }
 
-
 /* Read the owned set from the open file f. 0, -EINVAL for a damaged file (why says how),
  * -EIO for a read error, or -ENOMEM. */
 static int state_read(reconcile *r, FILE *f, char *why, size_t whylen)

@@ -507,8 +507,8 @@ static void test_state_save_temp_files(void)
     world_open(&w, w.state);
     CHECK_INT(reconcile_owned_count(w.rec), 1);
     char cmd[200];
-    snprintf(cmd, sizeof cmd, "test \"$(ls -A '%s' | tr '\\n' ' ')\" = 'ipvs-owned ipvs-owned.tmp '",
-             dir);
+    snprintf(cmd, sizeof cmd,
+             "test \"$(ls -A '%s' | tr '\\n' ' ')\" = 'ipvs-owned ipvs-owned.tmp '", dir);
     CHECK_MSG(system(cmd) == 0, "files left in %s", dir);
     world_close(&w);
     remove_dir(dir);
