@@ -56,7 +56,5 @@ int state_load(reconcile *r, char *err, size_t errlen);
 /* Write the owned set to the state file atomically (unique temp file in the same directory,
  * fsync, rename, fsync of the directory). 0 or -errno with err set. */
 int state_save(reconcile *r, char *err, size_t errlen);
-/* 0 when path leaves room for the temp and ".corrupt" names, else -ENAMETOOLONG (err set). */
-int state_check_path(const char *path, char *err, size_t errlen);
 
 #endif

@@ -115,6 +115,17 @@ static int state_parse_line(const char *line, svc_id *id)
     return 0;
 }
 
+/* 0 when path leaves room for the temp and ".corrupt" names, else -ENAMETOOLONG (err set). */
+static int state_check_path(const char *path, char *err, size_t errlen)
+{
+    size_t max = PATH_MAX - sizeof ".corrupt"; /* the longer suffix (".XXXXXX" is 7) */
+    if (strlen(path) <= max)
+        return 0;
+    snprintf(err, errlen, "state file path is too long (%zu bytes, at most %zu): %.100s...",
+             strlen(path), max, path);
+    return -ENAMETOOLONG;
+}
+
 /* Read the owned set from the open file f. 0, -EINVAL for a damaged file (why says how),
  * -EIO for a read error, or -ENOMEM. */
 static int state_read(reconcile *r, FILE *f, char *why, size_t whylen)
@@ -302,16 +313,6 @@ static int state_replace(reconcile *r, char *err, size_t errlen)
         snprintf(err, errlen, "state file %s: fsync of %s: %s", r->state_path, dir,
                  strerror(-rc));
     return rc;
-}
-
-int state_check_path(const char *path, char *err, size_t errlen)
-{
-    size_t max = PATH_MAX - sizeof ".XXXXXX"; /* room for the temp and ".corrupt" suffixes */
-    if (strlen(path) <= max)
-        return 0;
-    snprintf(err, errlen, "state file path is too long (%zu bytes, at most %zu): %.100s...",
-             strlen(path), max, path);
-    return -ENAMETOOLONG;
 }
 
 int state_save(reconcile *r, char *err, size_t errlen)

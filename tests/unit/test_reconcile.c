@@ -514,20 +514,30 @@ static void test_state_save_temp_files(void)
     remove_dir(dir);
 }
 
-/* A state path with no room for the temp name is refused, never cut short. */
-static void test_state_path_too_long(void)
+/* A path of len bytes under /tmp ("/tmp/aaa.../aaa", 100-byte components) into path. */
+static void long_path(char *path, size_t len)
 {
-    char path[4100], err[512] = "";
-    size_t len = 4093;
     memcpy(path, "/tmp", 4);
     for (size_t i = 4; i < len; i += 100) {
         memset(path + i, 'a', len - i < 100 ? len - i : 100);
         path[i] = '/';
     }
     path[len] = '\0';
+}
+
+/* A state path with no room for the temp or ".corrupt" name is refused, never cut short;
+ * one byte shorter is accepted (PATH_MAX 4096: at most 4087 bytes). */
+static void test_state_path_too_long(void)
+{
+    char path[4100], err[512] = "";
     ipvs_fake *k = ipvs_fake_new();
     struct ipvs_iface iface = ipvs_fake_iface(k);
     reconcile *r = NULL;
+    long_path(path, 4087);
+    CHECK_INT(reconcile_new(&iface, path, &r, err, sizeof err), 0);
+    reconcile_free(r);
+    r = NULL;
+    long_path(path, 4088);
     int rc = reconcile_new(&iface, path, &r, err, sizeof err);
     CHECK_INT(rc, -ENAMETOOLONG);
     CHECK(r == NULL);
