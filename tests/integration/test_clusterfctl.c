@@ -2,7 +2,7 @@
  * and a local tree, local winning; invalid and stale keys marked), validate (exit 0 / 1 with
  * the key named / 2 with the unreachable endpoint named), register (a key under a lease: gone
  * at once after SIGTERM, within TTL + 1 s after kill -9, re-put when the lease is revoked
- * behind its back) and flag errors naming the flag. `status` needs the kernel's IPVS: it is
+ * behind its back; revoked when the put is refused) and flag errors naming the flag. `status` needs the kernel's IPVS: it is
  * tested in the VM (tests/vm/guest_clusterf_ipvs.sh). */
 #include "check.h"
 #include "etcd_harness.h"
@@ -397,6 +397,43 @@ static void test_register_lease_lost(void)
     CHECK_MSG(key_lease(k, NULL, 0) == -1, "gone at once after SIGINT");
 }
 
+/* The number of leases the etcd of h holds (etcdctl lease list), or -1. */
+static int lease_count(etcdh *h)
+{
+    char path[300], line[128];
+    int n = -1;
+    snprintf(path, sizeof path, "%s/leases.txt", h->dir);
+    if (etcdh_ctl(h, "lease list | tee '%s'", path) != 0)
+        return -1;
+    FILE *f = fopen(path, "r");
+    if (f && fgets(line, sizeof line, f) && sscanf(line, "found %d leases", &n) != 1)
+        n = -1;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* The lease is granted but etcd refuses the put (request larger than --max-request-bytes): the
+ * lease is revoked at once, not left on the server for its TTL. */
+static void test_register_put_refused(void)
+{
+    if (!ready())
+        return;
+    etcdh small = {0};
+    snprintf(small.extra_args, sizeof small.extra_args, "--max-request-bytes=256");
+    if (!CHECK_MSG(etcdh_start(&small, 1) == 0, "cannot start a second etcd"))
+        return;
+    char name[251];
+    memset(name, 'b', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    int rc = run("register web %s --ipv4 10.9.0.1 --tcp 80 --ttl 60s --etcd-endpoints=%s "
+                 "--etcd-prefix=/r", name, small.endpoints);
+    CHECK_MSG(rc != 0 && strstr(ERR, "cannot put"), "exit %d: %s", rc, ERR);
+    CHECK_MSG(strstr(ERR, "unused lease revoked") != NULL, "no revoke logged: %s", ERR);
+    CHECK_INT(lease_count(&small), 0);
+    etcdh_destroy(&small);
+}
+
 /* On a kernel without IPVS (these machines), status says so and exits 2; with IPVS it shows
  * a table (the full status checks run in the VM). */
 static void test_status_host(void)
@@ -474,6 +511,7 @@ int main(int argc, char **argv)
     check_run("register", test_register);
     check_run("register_kill9", test_register_kill9);
     check_run("register_lease_lost", test_register_lease_lost);
+    check_run("register_put_refused", test_register_put_refused);
     check_run("status_host", test_status_host);
     check_run("bad_flags", test_bad_flags);
     etcd_client_free(C);

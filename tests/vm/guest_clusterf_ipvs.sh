@@ -1,7 +1,7 @@
 #!/bin/sh
 # guest_clusterf_ipvs.sh -- clusterf-ipvs end to end inside the scripts/vm-run guest: a real
 # etcd, the real kernel IPVS, checked with ipvsadm and with real packets through a VIP; and
-# clusterfctl status (desired vs kernel) next to it.
+# clusterfctl status (desired vs kernel) next to it; last, a damaged state file.
 # Run by tests/vm/test_clusterf_ipvs.sh; prints "guest_clusterf_ipvs: N passed, N failed, 0 skipped".
 # Argument: a substring; only scenarios whose name contains it run.
 set -u
@@ -460,9 +460,38 @@ scenario_handover() {
     start_ipvs
 }
 
+# A state file of random bytes: clusterf-ipvs starts anyway, logs at error where the file
+# went, owns what the config names (as on a first start) and writes a good file again.
+scenario_damaged_state() {
+    ec del --prefix /clusterf/
+    ec put /clusterf/services/ds/frontend '{"ipv4":"10.70.0.1","tcp":80}'
+    ec put /clusterf/services/ds/backends/a '{"ipv4":"10.71.0.1","tcp":8080}'
+    expect "damaged state: before" "TCP 10.70.0.1:80 wlc|-> 10.71.0.1:8080 Masq 10 0 0"
+    stop_ipvs
+    head -c 4096 /dev/urandom > /tmp/noise
+    cp /tmp/noise /run/clusterf/ipvs-owned
+    rm -f /run/clusterf/ipvs-owned.corrupt
+    ec put /clusterf/services/ds/backends/b '{"ipv4":"10.71.0.2","tcp":8080}'
+    marker=$(wc -l < $LOG)
+    start_ipvs
+    expect "damaged state: clusterf-ipvs starts on random bytes and applies the table" \
+        "TCP 10.70.0.1:80 wlc|-> 10.71.0.1:8080 Masq 10 0 0|-> 10.71.0.2:8080 Masq 10 0 0"
+    check "damaged state: still running" kill -0 $IPVS_PID
+    tail -n +$((marker + 1)) $LOG > /tmp/damaged.log
+    check "damaged state: the set-aside is logged at error with the path and where it went" \
+        grep -q 'level=error .*msg="damaged state file set aside" path=/run/clusterf/ipvs-owned .*moved to /run/clusterf/ipvs-owned.corrupt' /tmp/damaged.log
+    check "damaged state: ipvs-owned.corrupt holds the damaged bytes" \
+        cmp -s /tmp/noise /run/clusterf/ipvs-owned.corrupt
+    wait_for "damaged state: a good state file is written again" 20 \
+        grep -q '^inet tcp 10.70.0.1 80 0$' /run/clusterf/ipvs-owned
+    ec del --prefix /clusterf/services/ds
+    expect "damaged state: the service it owns again is removed with its config" ""
+}
+
 start_etcd || { echo "guest_clusterf_ipvs: 0 passed, 1 failed, 0 skipped"; exit 1; }
 start_ipvs
-for s in seed routes families foreign_drift_invalid restart sighup etcd_restart local_tree status advertise packets handover; do
+for s in seed routes families foreign_drift_invalid restart sighup etcd_restart local_tree status advertise packets \
+         damaged_state handover; do
     want "$s" || continue
     echo "== $s"
     case $s in
@@ -471,7 +500,7 @@ for s in seed routes families foreign_drift_invalid restart sighup etcd_restart 
         sighup) scenario_sighup;;
         etcd_restart) scenario_etcd_restart;; local_tree) scenario_local_tree;; status) scenario_status;;
         advertise) scenario_advertise;; packets) scenario_packets;;
-        handover) scenario_handover;;
+        damaged_state) scenario_damaged_state;; handover) scenario_handover;;
     esac
 done
 stop_ipvs
