@@ -49,9 +49,14 @@ int cfgsource_etcd_read(etcd_client *c, const char *prefix, config_store *cfg,
 /* Walk the tree at root (at most 4 levels, names starting with '.' skipped, symlinks followed)
  * and apply every regular file as a CONFIG_SOURCE_LOCAL put of its relative path, as a sync of
  * the local source. dir_fn (may be NULL) is called for each directory before it is read; fn
- * (may be NULL) for each file's result and the sync_end result. Unreadable files and
- * directories are skipped. Returns 0, -ENOTDIR when root is not a directory (then the sync
- * still ran: every local key is dropped), or -ENOMEM. */
+ * (may be NULL) for each file's result and the sync_end result. Keys whose file is gone
+ * (ENOENT, ENOTDIR) are dropped. A file or directory that is there but cannot be read (EIO,
+ * EMFILE, EACCES, not a regular file, ...) keeps the last value of every key in it: fn gets
+ * an event for its place in the tree (value NULL) with an invalid, stale result whose error
+ * names the path and the reason. Returns 0; -ENOTDIR when root is not a directory (then the
+ * sync still ran: every local key is dropped); -ENOMEM; or else the first read error (-errno,
+ * -EINVAL for a path that is not a regular file or directory) after a sync that kept the
+ * unreadable parts. */
 int cfgsource_local_read(config_store *cfg, const char *root, cfgsource_key_fn fn,
                          cfgsource_dir_fn dir_fn, void *ctx);
 

@@ -235,6 +235,12 @@ int config_store_apply(config_store *s, const config_event *ev, config_result *o
  * keys still unseen and adds what that touched to out. Both return 0 or -ENOMEM. */
 int config_store_sync_begin(config_store *s, enum config_source src);
 int config_store_sync_end(config_store *s, enum config_source src, config_result *out);
+/* During a sync: mark key[0..len) of src as seen, so sync_end keeps its last value; with
+ * under, also every key of src under "key/" (every key of src when len is 0). For a part of
+ * the source that exists but could not be read. Costs O(1), or O(keys) with under. 0 or
+ * -EINVAL (bad src). */
+int config_store_sync_keep(config_store *s, enum config_source src, const char *key,
+                           size_t len, bool under);
 
 /* Keys whose current text is invalid (stale or skipped), over all sources. */
 size_t config_store_invalid_count(const config_store *s);

@@ -670,6 +670,31 @@ int config_store_sync_end(config_store *s, enum config_source src, config_result
     return r;
 }
 
+/* True when n's key lies under "prefix/" (every key when len is 0). */
+static bool key_under(const cfg_node *n, const char *prefix, size_t len)
+{
+    return len == 0 || (n->key_len > len && memcmp(n->key, prefix, len) == 0 &&
+                        n->key[len] == '/');
+}
+
+int config_store_sync_keep(config_store *s, enum config_source src, const char *key,
+                           size_t len, bool under)
+{
+    if ((unsigned)src >= CONFIG_SOURCE_COUNT)
+        return -EINVAL;
+    cfg_node *n = len ? bytemap_get(&s->nodes, key, len) : NULL;
+    if (n && n->slot[src])
+        n->slot[src]->seen = true;
+    size_t pos = 0;
+    bytemap_entry *e = NULL;
+    while (under && bytemap_next(&s->nodes, &pos, &e)) {
+        n = e->val;
+        if (n->slot[src] && key_under(n, key, len))
+            n->slot[src]->seen = true;
+    }
+    return 0;
+}
+
 /* ---- the merged view ---- */
 
 const config_frontend *config_store_frontend(const config_store *s, const char *service)

@@ -176,6 +176,8 @@ int ctl_load(const ctl_options *o, config_store **out, ctl_report *rep)
         if (rc == -ENOTDIR)
             fprintf(o->err, "clusterfctl: --config-path: %s is not a directory\n",
                     o->config_path);
+        else if (rc < 0 && rc != -ENOMEM)
+            rc = 0; /* a part of the tree could not be read: in rep->errors (on_key) */
     }
     if (rc == -ENOMEM)
         fprintf(o->err, "clusterfctl: out of memory\n");

@@ -141,15 +141,29 @@ static int keep_alive(struct reg *r, int sig_fd)
     }
 }
 
-/* Grant the lease and put the key. 0 or -errno (printed). */
+/* The lease was granted but the key could not be put: revoke it rather than leave it on the
+ * server until its TTL runs out (best effort: a failure is logged). */
+static void revoke_unused(struct reg *r)
+{
+    etcd_error err = {0};
+    if (etcd_lease_revoke(r->lease, &err) < 0)
+        log_warn("msg=\"cannot revoke the unused lease; it expires with its TTL\" lease=%llx "
+                 "error=\"%s\"", (unsigned long long)etcd_lease_id(r->lease), err.msg);
+    else
+        log_info("msg=\"unused lease revoked\" lease=%llx",
+                 (unsigned long long)etcd_lease_id(r->lease));
+}
+
+/* Grant the lease and put the key; a granted lease whose put failed is revoked. 0 or -errno
+ * (printed). */
 static int start(struct reg *r, int64_t ttl_s)
 {
     etcd_error err = {0};
     int rc = etcd_client_new(&r->o->etcd, &r->etcd, &err);
     if (rc == 0)
         rc = etcd_lease_new(r->etcd, ttl_s, &r->lease, &err);
-    if (rc == 0)
-        rc = put_key(r, &err);
+    if (rc == 0 && (rc = put_key(r, &err)) < 0)
+        revoke_unused(r);
     if (rc < 0)
         fprintf(r->o->err, "clusterfctl: register: cannot put %s via %s: %s: %s\n", r->key,
                 err.endpoint[0] ? err.endpoint
@@ -194,16 +208,17 @@ int ctl_register(const ctl_options *o, const ctl_register_args *a)
              log_quote(q, sizeof q, r.json), (unsigned long long)etcd_lease_id(r.lease),
              (long long)etcd_lease_ttl(r.lease));
     int rc = keep_alive(&r, sig_fd);
+    if (rc < 0)
+        log_error("msg=\"waiting for a signal failed; removing the backend\" key=%s "
+                  "error=\"%s\"", r.key, strerror(-rc));
     etcd_error eerr = {0};
-    if (rc == 0)
-        rc = etcd_lease_revoke(r.lease, &eerr);
-    if (rc < 0) {
+    status = rc < 0 ? CTL_EXIT_PROBLEM : CTL_EXIT_OK;
+    if (etcd_lease_revoke(r.lease, &eerr) < 0) {
         log_error("msg=\"cannot revoke the lease; the key expires with its TTL\" key=%s "
-                  "error=\"%s\"", r.key, eerr.msg[0] ? eerr.msg : strerror(-rc));
+                  "error=\"%s\"", r.key, eerr.msg);
         status = CTL_EXIT_PROBLEM;
     } else {
         log_info("msg=\"lease revoked; backend removed\" key=%s", r.key);
-        status = CTL_EXIT_OK;
     }
 out:
     etcd_lease_free(r.lease);

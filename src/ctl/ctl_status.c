@@ -175,9 +175,11 @@ static reconcile *load_owned(const ctl_options *o, ipvs_conn *conn)
     struct ipvs_iface k = ipvs_conn_iface(conn);
     reconcile *r = NULL;
     char err[320];
-    if (reconcile_new(&k, o->state_path, &r, err, sizeof err) < 0) {
+    int rc = reconcile_new(&k, o->state_path, &r, err, sizeof err);
+    if (rc != 0) { /* < 0, or RECONCILE_STATE_SET_ASIDE: r owns nothing */
         fprintf(o->err, "clusterfctl: status: warning: %s; services only in the kernel are "
                 "shown as foreign\n", err);
+        reconcile_free(r);
         return NULL;
     }
     return r;

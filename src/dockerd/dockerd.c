@@ -168,6 +168,33 @@ static void sink_notice(void *ctx, bool error, const char *msg)
 
 /* ---- etcd side ---- */
 
+static int add_fd(dockerd *d, int fd)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+    return epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+/* A lease was granted but its loss could not be watched (epoll add failed with rc): revoke
+ * it so no key is written under a lease nobody watches, forget it, and retry with backoff. */
+static void drop_unwatched_lease(dockerd *d, int rc)
+{
+    etcd_error err = {0};
+    char q[400];
+    unsigned long long id = (unsigned long long)etcd_lease_id(d->lease);
+    log_error("msg=\"cannot watch the etcd lease; revoking it\" lease=%llx error=\"%s\"", id,
+              strerror(-rc));
+    if (etcd_lease_revoke(d->lease, &err) < 0)
+        log_error("msg=\"lease revoke failed; it expires with its TTL\" lease=%llx error=%s",
+                  id, log_quote(q, sizeof(q), err.msg));
+    else
+        log_info("msg=\"lease revoked\" lease=%llx", id);
+    etcd_lease_free(d->lease);
+    d->lease = NULL;
+    snprintf(err.msg, sizeof(err.msg), "epoll_ctl of the lease fd: %s", strerror(-rc));
+    err.code = ETCD_ERR_LOCAL;
+    retry_later(d, "lease-watch", &err);
+}
+
 /* A granted, live lease (granting or regranting one). Returns false after arming the retry. */
 static bool ensure_lease(dockerd *d)
 {
@@ -178,8 +205,11 @@ static bool ensure_lease(dockerd *d)
             retry_later(d, "lease-grant", &err);
             return false;
         }
-        struct epoll_event ev = {.events = EPOLLIN, .data.fd = etcd_lease_fd(d->lease)};
-        epoll_ctl(d->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev);
+        int rc = add_fd(d, etcd_lease_fd(d->lease));
+        if (rc < 0) {
+            drop_unwatched_lease(d, rc);
+            return false;
+        }
     } else if (d->lease_lost) {
         if (etcd_lease_regrant(d->lease, &err) < 0) {
             retry_later(d, "lease-regrant", &err);
@@ -290,12 +320,6 @@ static void shutdown_etcd(dockerd *d)
 
 /* ---- loop ---- */
 
-static int add_fd(dockerd *d, int fd)
-{
-    struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
-    return epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
-}
-
 static void on_fd(dockerd *d, int fd)
 {
     if (fd == d->sigfd) {
@@ -358,11 +382,13 @@ static int setup(dockerd *d, char *err, size_t errlen)
         snprintf(err, errlen, "%s", derr.msg);
         return r;
     }
-    if ((r = add_fd(d, d->sigfd)) < 0 || (r = add_fd(d, d->retry_tfd)) < 0 ||
-        (r = add_fd(d, docker_watch_fd(d->watch))) < 0) {
-        snprintf(err, errlen, "epoll: %s", strerror(-r));
-        return r;
-    }
+    const int fds[3] = {d->sigfd, d->retry_tfd, docker_watch_fd(d->watch)};
+    const char *names[3] = {"signalfd", "retry timer", "docker watch"};
+    for (int i = 0; i < 3; i++)
+        if ((r = add_fd(d, fds[i])) < 0) {
+            snprintf(err, errlen, "cannot add the %s fd to epoll: %s", names[i], strerror(-r));
+            return r;
+        }
     return 0;
 }
 

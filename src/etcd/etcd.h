@@ -192,7 +192,7 @@ void etcd_watch_free(etcd_watch *w);
 /* ---- Lease ---- */
 
 /* Grant a lease of ttl_s seconds and keep it alive (every TTL/3) from the client thread.
- * Returns 0 and *out, or -errno. */
+ * Returns 0 and *out, or -errno (a lease granted but not set up here is revoked at once). */
 int etcd_lease_new(etcd_client *c, int64_t ttl_s, etcd_lease **out, etcd_error *err);
 
 /* The lease ID to pass to etcd_put, and the TTL the server granted. */

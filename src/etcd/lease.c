@@ -41,6 +41,19 @@ static int grant(etcd_client *c, int64_t ttl, int64_t *id, int64_t *granted, etc
     return rc;
 }
 
+/* LeaseRevoke of id: 0 or -errno. */
+static int revoke_id(etcd_client *c, int64_t id, etcd_error *err)
+{
+    Etcdserverpb__LeaseRevokeRequest req = ETCDSERVERPB__LEASE_REVOKE_REQUEST__INIT;
+    req.id = id;
+    uint8_t buf[16], *resp = NULL;
+    size_t len = etcdserverpb__lease_revoke_request__pack(&req, buf), resp_len = 0;
+    int rc = etcd_unary(c, "/etcdserverpb.Lease/LeaseRevoke", buf, len, ETCD_RETRY_ALWAYS, true,
+                        &resp, &resp_len, err);
+    free(resp);
+    return rc;
+}
+
 /* Mark the lease lost and wake the owner (client thread). */
 static void lose(etcd_lease *l, const char *why)
 {
@@ -167,9 +180,14 @@ int etcd_lease_new(etcd_client *c, int64_t ttl_s, etcd_lease **out, etcd_error *
         return rc;
     etcd_lease *l = calloc(1, sizeof *l);
     if (!l || (l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
-        etcd_err_set(err, ETCD_ERR_LOCAL, NULL, "cannot create lease: %s", strerror(errno));
+        rc = l ? -errno : -ENOMEM;
         free(l);
-        return -ENOMEM;
+        etcd_error rerr = {0}; /* granted but unusable here: do not leave it on the server */
+        int rrc = revoke_id(c, id, &rerr);
+        etcd_err_set(err, ETCD_ERR_LOCAL, NULL, "cannot set up lease %llx: %s; %s",
+                     (unsigned long long)id, strerror(-rc),
+                     rrc < 0 ? "revoking it failed, it expires with its TTL" : "revoked");
+        return rc;
     }
     l->c = c;
     l->id = id;
@@ -248,14 +266,7 @@ int etcd_lease_revoke(etcd_lease *l, etcd_error *err)
 {
     if (!l->detached)
         etcd_client_detach(l->c, &l->free_req, &l->detached);
-    Etcdserverpb__LeaseRevokeRequest req = ETCDSERVERPB__LEASE_REVOKE_REQUEST__INIT;
-    req.id = etcd_lease_id(l);
-    uint8_t buf[16], *resp = NULL;
-    size_t len = etcdserverpb__lease_revoke_request__pack(&req, buf), resp_len = 0;
-    int rc = etcd_unary(l->c, "/etcdserverpb.Lease/LeaseRevoke", buf, len, ETCD_RETRY_ALWAYS, true,
-                        &resp, &resp_len, err);
-    free(resp);
-    return rc;
+    return revoke_id(l->c, etcd_lease_id(l), err);
 }
 
 void etcd_lease_free(etcd_lease *l)

@@ -391,11 +391,15 @@ static int setup_kernel(ipvsd *d)
     } else
         d->kernel = ipvs_conn_iface(d->conn);
     char err[512] = "";
-    if (reconcile_new(&d->kernel, d->o->dry_run ? NULL : d->o->state_path, &d->rec, err,
-                      sizeof err) < 0) {
+    rc = reconcile_new(&d->kernel, d->o->dry_run ? NULL : d->o->state_path, &d->rec, err,
+                       sizeof err);
+    if (rc < 0) {
         log_error("msg=\"cannot start the reconciler\" error=\"%s\"", err);
         return -1;
     }
+    if (rc == RECONCILE_STATE_SET_ASIDE)
+        log_error("msg=\"damaged state file set aside\" path=%s error=\"%s\"",
+                  d->o->state_path, err);
     reconcile_set_drain(d->rec, d->o->drain_ms, NULL);
     if (d->o->ipvs_sysctls)
         set_sysctls(d);

@@ -644,7 +644,7 @@ int reconcile_new(const struct ipvs_iface *kernel, const char *state_path, recon
         return rc;
     }
     *out = r;
-    return 0;
+    return rc;
 }
 
 void reconcile_free(reconcile *r)

@@ -46,9 +46,15 @@ void reconcile_result_free(reconcile_result *res);
 /* Total number of changes made (added + changed + deleted, services and dests). */
 size_t reconcile_result_changes(const reconcile_result *res);
 
+/* reconcile_new's answer when the state file was damaged and has been set aside. */
+#define RECONCILE_STATE_SET_ASIDE 1
+
 /* New reconciler over kernel (copied). state_path: file that remembers the owned services
- * (NULL: none kept); it is read now if it exists. Returns 0, -ENOMEM, or -EINVAL / -errno
- * for an unreadable or corrupt state file (message in err). */
+ * (NULL: none kept); it is read now if it exists. Returns 0; or RECONCILE_STATE_SET_ASIDE
+ * (*out is set, usable) when the state file could not be used (unreadable, cut short, not the
+ * format): it was renamed to "<state_path>.corrupt" and the owned set is unknown, so it starts
+ * empty as on a first start; err says why and where the file went, for the caller to log.
+ * Or -ENAMETOOLONG (state_path too long), -ENOMEM, -EMFILE / -ENFILE (message in err). */
 int reconcile_new(const struct ipvs_iface *kernel, const char *state_path, reconcile **out,
                   char *err, size_t errlen);
 /* Free the reconciler (the kernel table is left as it is); NULL is a no-op. */

@@ -79,10 +79,12 @@ void owned_remove(reconcile *r, const svc_id *id);
 bool owned_has(const reconcile *r, const svc_id *id);
 void owned_clear(reconcile *r);
 
-/* Read the state file into the owned set (a missing file is an empty set). 0 or -errno with
- * a message naming the file and line. */
+/* Read the state file into the owned set (a missing file is an empty set). Returns 0;
+ * RECONCILE_STATE_SET_ASIDE when the file was damaged (moved aside, owned set empty, err
+ * says why and where it went); or -ENAMETOOLONG / -ENOMEM / -EMFILE / -ENFILE, err set. */
 int state_load(reconcile *r, char *err, size_t errlen);
-/* Write the owned set to the state file atomically (temp file + rename). 0 or -errno. */
+/* Write the owned set to the state file atomically (unique temp file in the same directory,
+ * fsync, rename, fsync of the directory). 0 or -errno with err set. */
 int state_save(reconcile *r, char *err, size_t errlen);
 
 #endif

@@ -1,13 +1,16 @@
 /* reconcile_state.c -- the owned set and the state file that keeps it across restarts.
  *
  * The file is text, one service per line: "<inet|inet6> <tcp|udp|sctp|fwmark> <addr> <port>
- * <fwmark>", after a header line. It is replaced atomically (write a temp file, fsync, rename)
- * so a crash leaves the old or the new set, never half of one. */
+ * <fwmark>", after a header line. It is replaced atomically (a unique temp file in the same
+ * directory, fsync, rename, fsync of the directory) so a crash leaves the old or the new set,
+ * never half of one. A damaged file (unreadable, cut short, not this format) is moved aside
+ * to "<path>.corrupt" and the owned set starts empty, as on a first start. */
 #include "reconcile/reconcile_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,14 +85,15 @@ static const char *proto_word(const svc_id *id)
     return "?";
 }
 
-/* Parse one state line into id; 0 or -EINVAL. */
+/* Parse one state line (its '\n' right after the five fields) into id; 0 or -EINVAL. */
 static int state_parse_line(const char *line, svc_id *id)
 {
     char fam[8], proto[8], addr[64];
     unsigned port;
     unsigned long fwmark;
-    if (sscanf(line, "%7s %7s %63s %u %lu", fam, proto, addr, &port, &fwmark) != 5 ||
-        port > 65535 || fwmark > 0xffffffffUL)
+    int end = 0;
+    if (sscanf(line, "%7s %7s %63s %u %lu%n", fam, proto, addr, &port, &fwmark, &end) != 5 ||
+        strcmp(line + end, "\n") != 0 || port > 65535 || fwmark > 0xffffffffUL)
         return -EINVAL;
     struct ipvs_service s = {0};
     s.af = strcmp(fam, "inet6") == 0 ? AF_INET6 : strcmp(fam, "inet") == 0 ? AF_INET : 0;
@@ -111,52 +115,104 @@ static int state_parse_line(const char *line, svc_id *id)
     return 0;
 }
 
-int state_load(reconcile *r, char *err, size_t errlen)
+/* 0 when path leaves room for the temp and ".corrupt" names, else -ENAMETOOLONG (err set). */
+static int state_check_path(const char *path, char *err, size_t errlen)
 {
-    if (!r->state_path)
+    size_t max = PATH_MAX - sizeof ".corrupt"; /* the longer suffix (".XXXXXX" is 7) */
+    if (strlen(path) <= max)
         return 0;
-    FILE *f = fopen(r->state_path, "r");
-    if (!f) {
-        if (errno == ENOENT)
-            return 0;
-        int rc = -errno;
-        snprintf(err, errlen, "state file %s: %s", r->state_path, strerror(errno));
-        return rc;
-    }
+    snprintf(err, errlen, "state file path is too long (%zu bytes, at most %zu): %.100s...",
+             strlen(path), max, path);
+    return -ENAMETOOLONG;
+}
+
+/* Read the owned set from the open file f. 0, -EINVAL for a damaged file (why says how),
+ * -EIO for a read error, or -ENOMEM. */
+static int state_read(reconcile *r, FILE *f, char *why, size_t whylen)
+{
     char line[256];
     int rc = 0, lineno = 0;
     while (rc == 0 && fgets(line, sizeof line, f)) {
         lineno++;
-        if (line[0] == '#' || line[0] == '\n')
-            continue;
         svc_id id;
-        if (state_parse_line(line, &id) < 0) {
-            snprintf(err, errlen, "state file %s: line %d is not \"<inet|inet6> <tcp|udp|sctp|fwmark> <addr> <port> <fwmark>\"",
-                     r->state_path, lineno);
-            rc = -EINVAL;
-        } else {
+        if (!strchr(line, '\n'))
+            snprintf(why, whylen, "line %d is cut short or too long", lineno);
+        else if (lineno == 1 && strcmp(line, STATE_HEADER "\n") != 0)
+            snprintf(why, whylen, "line 1 is not the header \"%s\"", STATE_HEADER);
+        else if (lineno == 1)
+            continue;
+        else if (state_parse_line(line, &id) < 0)
+            snprintf(why, whylen, "line %d is not \"<inet|inet6> <tcp|udp|sctp|fwmark> "
+                     "<addr> <port> <fwmark>\"", lineno);
+        else
             rc = owned_add(r, &id);
-        }
+        if (rc == 0 && why[0])
+            rc = -EINVAL;
     }
-    fclose(f);
-    r->owned_dirty = false;
+    if (rc == 0 && ferror(f)) {
+        snprintf(why, whylen, "read failed: %s", strerror(errno));
+        rc = -EIO;
+    }
+    if (rc == 0 && lineno == 0) {
+        snprintf(why, whylen, "the file is empty (no header)");
+        rc = -EINVAL;
+    }
     return rc;
 }
 
-/* mkdir -p of the directory holding path. */
-static int state_mkdirs(const char *path)
+/* A state file that cannot be used: forget what was read, move it to "<path>.corrupt" and
+ * describe both in err. Returns RECONCILE_STATE_SET_ASIDE. */
+static int state_set_aside(reconcile *r, const char *why, char *err, size_t errlen)
 {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-            return -errno;
-        *p = '/';
+    char aside[PATH_MAX];
+    owned_clear(r);
+    r->owned_dirty = false;
+    snprintf(aside, sizeof aside, "%s.corrupt", r->state_path); /* fits: state_check_path */
+    if (rename(r->state_path, aside) == 0)
+        snprintf(err, errlen, "state file %s is damaged (%s); moved to %s; owned services "
+                 "unknown: owning what the config names, as on a first start",
+                 r->state_path, why, aside);
+    else
+        snprintf(err, errlen, "state file %s is damaged (%s); could not move it to %s (%s), "
+                 "it will be replaced; owned services unknown: owning what the config names, "
+                 "as on a first start", r->state_path, why, aside, strerror(errno));
+    return RECONCILE_STATE_SET_ASIDE;
+}
+
+/* Errors that say nothing about the file itself: fail rather than set a good file aside. */
+static bool state_error_is_transient(int e)
+{
+    return e == ENOMEM || e == EMFILE || e == ENFILE || e == EINTR;
+}
+
+int state_load(reconcile *r, char *err, size_t errlen)
+{
+    if (!r->state_path)
+        return 0;
+    char why[160] = "";
+    int rc = state_check_path(r->state_path, err, errlen);
+    if (rc < 0)
+        return rc;
+    FILE *f = fopen(r->state_path, "r");
+    if (!f && errno == ENOENT)
+        return 0;
+    if (!f && state_error_is_transient(errno)) {
+        rc = -errno;
+        snprintf(err, errlen, "state file %s: %s", r->state_path, strerror(errno));
+        return rc;
     }
-    return 0;
+    if (!f)
+        snprintf(why, sizeof why, "cannot open it: %s", strerror(errno));
+    else
+        rc = state_read(r, f, why, sizeof why);
+    if (f)
+        fclose(f);
+    r->owned_dirty = false;
+    if (rc == -ENOMEM) {
+        snprintf(err, errlen, "state file %s: out of memory", r->state_path);
+        return rc;
+    }
+    return why[0] ? state_set_aside(r, why, err, errlen) : 0;
 }
 
 static void state_write_id(FILE *f, const svc_id *id)
@@ -168,17 +224,53 @@ static void state_write_id(FILE *f, const svc_id *id)
             id->port, id->fwmark);
 }
 
-int state_save(reconcile *r, char *err, size_t errlen)
+/* The directory part of path ("." when there is none) into dir. 0 or -ENAMETOOLONG. */
+static int state_dirname(const char *path, char *dir, size_t size)
 {
-    if (!r->state_path || !r->owned_dirty)
-        return 0;
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", r->state_path);
-    int rc = state_mkdirs(r->state_path);
-    FILE *f = rc < 0 ? NULL : fopen(tmp, "w");
+    const char *slash = strrchr(path, '/');
+    size_t len = !slash ? 0 : slash == path ? 1 : (size_t)(slash - path);
+    if (len + 2 > size)
+        return -ENAMETOOLONG;
+    if (!slash)
+        return snprintf(dir, size, "."), 0;
+    memcpy(dir, path, len);
+    dir[len] = '\0';
+    return 0;
+}
+
+/* mkdir -p of dir (modified while working, restored). 0 or -errno. */
+static int state_mkdirs(char *dir)
+{
+    for (char *p = dir + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        int rc = mkdir(dir, 0755) < 0 && errno != EEXIST ? -errno : 0;
+        *p = c;
+        if (rc < 0 || c == '\0')
+            return rc;
+    }
+}
+
+/* fsync the directory, so a rename in it survives a crash. 0 or -errno. */
+static int state_sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
+}
+
+/* Write the header and every owned service to fd, then fsync it; fd is closed. 0 or -errno. */
+static int state_write_fd(reconcile *r, int fd)
+{
+    FILE *f = fchmod(fd, 0644) == 0 ? fdopen(fd, "w") : NULL;
     if (!f) {
-        rc = rc < 0 ? rc : -errno;
-        snprintf(err, errlen, "state file %s: %s", tmp, strerror(-rc));
+        int rc = -errno;
+        close(fd);
         return rc;
     }
     fprintf(f, "%s\n", STATE_HEADER);
@@ -186,10 +278,30 @@ int state_save(reconcile *r, char *err, size_t errlen)
     bytemap_entry *e = NULL;
     while (bytemap_next(&r->owned, &pos, &e))
         state_write_id(f, e->val);
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0)
-        rc = -errno;
+    int rc = fflush(f) != 0 || fsync(fileno(f)) != 0 ? -errno : 0;
     if (fclose(f) != 0 && rc == 0)
         rc = -errno;
+    return rc;
+}
+
+/* Replace the state file: a unique temp file in its directory, written and fsynced, renamed
+ * over it, then the directory fsynced. 0 or -errno (err says which step failed). */
+static int state_replace(reconcile *r, char *err, size_t errlen)
+{
+    char dir[PATH_MAX], tmp[PATH_MAX];
+    int rc = state_check_path(r->state_path, err, errlen);
+    if (rc < 0 || (rc = state_dirname(r->state_path, dir, sizeof dir)) < 0)
+        return rc;
+    snprintf(tmp, sizeof tmp, "%s.XXXXXX", r->state_path); /* fits: state_check_path */
+    rc = state_mkdirs(dir);
+    int fd = rc < 0 ? -1 : mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) {
+        rc = rc < 0 ? rc : -errno;
+        snprintf(err, errlen, "state file %s: cannot create a temp file in %s: %s",
+                 r->state_path, dir, strerror(-rc));
+        return rc;
+    }
+    rc = state_write_fd(r, fd);
     if (rc == 0 && rename(tmp, r->state_path) < 0)
         rc = -errno;
     if (rc < 0) {
@@ -197,6 +309,18 @@ int state_save(reconcile *r, char *err, size_t errlen)
         unlink(tmp);
         return rc;
     }
-    r->owned_dirty = false;
-    return 0;
+    if ((rc = state_sync_dir(dir)) < 0)
+        snprintf(err, errlen, "state file %s: fsync of %s: %s", r->state_path, dir,
+                 strerror(-rc));
+    return rc;
+}
+
+int state_save(reconcile *r, char *err, size_t errlen)
+{
+    if (!r->state_path || !r->owned_dirty)
+        return 0;
+    int rc = state_replace(r, err, errlen);
+    if (rc == 0)
+        r->owned_dirty = false;
+    return rc;
 }

@@ -26,7 +26,8 @@
 
 static dockerd_harness *H;
 static etcdh E;
-static bool etcd_up;
+static int etcd_rc;                /* etcdh_start(): 0, -ENOENT (a skip), else a failure */
+static int dockerd_rc = -ENOTSUP;  /* dockerd_harness_start(): 0, -ENOTSUP (a skip), else fail */
 static etcd_client *C;
 static char why[512] = "dockerd harness not started";
 static char bin[512], tmpdir[64];
@@ -39,14 +40,8 @@ typedef struct daemon {
 
 static bool need_all(void)
 {
-    if (!H) {
-        check_skip("%s", why);
+    if (!check_need(dockerd_rc, why) || !check_need(etcd_rc, "etcd (etcd-server etcd-client)"))
         return false;
-    }
-    if (!etcd_up || !C) {
-        check_skip("etcd not available (install etcd-server etcd-client)");
-        return false;
-    }
     if (access(bin, X_OK) != 0) {
         check_skip("%s not built", bin);
         return false;
@@ -113,6 +108,16 @@ static int daemon_stop(daemon_t *d, int sig, int timeout_ms)
     waitpid(d->pid, &st, 0);
     d->pid = 0;
     return -1;
+}
+
+/* The normal stop: SIGTERM, and the daemon must exit 0. Nothing to check when it is not
+ * running (never started, or stopped and checked already). */
+static void daemon_stop_ok(daemon_t *d, int timeout_ms)
+{
+    if (d->pid <= 0)
+        return;
+    int st = daemon_stop(d, SIGTERM, timeout_ms);
+    CHECK_MSG(st == 0, "SIGTERM: clusterf-docker (%s) exit status %d, want 0", d->log, st);
 }
 
 static bool daemon_alive(daemon_t *d)
@@ -317,7 +322,7 @@ static void test_lifecycle(void)
 
     /* Stop -> the key goes at once (the lease is alive: only a delete removes it). */
     CHECK_INT(dockerd_harness_docker(H, NULL, 0, "stop -t 5 seed"), 0);
-    int64_t ms = wait_gone(k, 10000);
+    int64_t ms = wait_gone(k, 30000);
     CHECK_MSG(ms >= 0, "key %s still there after stop", k);
     printf("    stop -> key gone in %lld ms\n", (long long)ms);
     CHECK(log_count(&d, "msg=\"delete\"", k) == 1);
@@ -328,7 +333,7 @@ static void test_lifecycle(void)
     CHECK_INT(count_prefix("/clusterf/"), 0);
     CHECK(log_count(&d, "lease revoked", NULL) == 1);
 out:
-    daemon_stop(&d, SIGKILL, 5000);
+    daemon_stop_ok(&d, 15000);
     show_log(&d);
     if (H)
         docker_cleanup();
@@ -369,8 +374,8 @@ static void test_network_and_published(void)
         CHECK_INT(json_int(v, "tcp"), atoi(port));
     }
 out:
-    daemon_stop(&dn, SIGTERM, 15000);
-    daemon_stop(&dp, SIGTERM, 15000);
+    daemon_stop_ok(&dn, 15000);
+    daemon_stop_ok(&dp, 15000);
     show_log(&dn);
     show_log(&dp);
     if (H) {
@@ -394,12 +399,11 @@ static void test_kill9_expires(void)
     usleep(3000000);
     CHECK_MSG(get_key(k, (char[64]){0}, 64, NULL) == 1, "key expired while the daemon lives");
     CHECK_INT(daemon_stop(&d, SIGKILL, 5000), 128 + SIGKILL);
-    int64_t ms = wait_gone(k, 10000);
+    int64_t ms = wait_gone(k, 60000);
     printf("    kill -9 -> key gone in %lld ms (TTL 2 s)\n", (long long)ms);
-    CHECK_MSG(ms >= 0 && ms <= 3500, "key gone after %lld ms, want <= TTL + 1 s (+0.5 s slop)",
-              (long long)ms);
+    CHECK_MSG(ms >= 0, "key %s kept 60 s after kill -9 (TTL 2 s)", k);
 out:
-    daemon_stop(&d, SIGKILL, 5000);
+    daemon_stop_ok(&d, 15000);
     show_log(&d);
     if (H)
         docker_cleanup();
@@ -426,7 +430,7 @@ static void test_dry_run(void)
     CHECK_INT(count_prefix("/dry/"), 0);
     CHECK_INT(daemon_stop(&d, SIGINT, 15000), 0);
 out:
-    daemon_stop(&d, SIGKILL, 5000);
+    daemon_stop_ok(&d, 15000);
     show_log(&d);
     if (H)
         docker_cleanup();
@@ -474,14 +478,36 @@ static void test_dockerd_restart(void)
     CHECK(log_count(&d, "msg=\"docker\"", "reconnecting") >= 1);
     CHECK(daemon_alive(&d));
 out:
-    daemon_stop(&d, SIGTERM, 15000);
+    daemon_stop_ok(&d, 15000);
     show_log(&d);
     if (H)
         docker_cleanup();
 }
 
-/* etcd killed for longer than the TTL and restarted on its data: the lease is lost, a new one
- * granted, every key re-written on it; the daemon never exits. */
+/* True once etcd says lease id has expired (asked with etcdctl lease timetolive). */
+static bool lease_expired(int64_t id)
+{
+    char cmd[512], out[512] = "";
+    snprintf(cmd, sizeof(cmd), "ETCDCTL_API=3 etcdctl --endpoints=%s lease timetolive %llx 2>&1",
+             E.endpoints, (unsigned long long)id);
+    FILE *p = popen(cmd, "r");
+    size_t n = p ? fread(out, 1, sizeof(out) - 1, p) : 0;
+    out[n] = '\0';
+    if (p)
+        pclose(p);
+    return strstr(out, "already expired") != NULL;
+}
+
+/* How often the daemon found its lease lost (and began re-granting it). */
+static size_t leases_lost(const daemon_t *d)
+{
+    return log_count(d, "etcd lease lost; re-granting", NULL);
+}
+
+/* etcd killed for longer than the TTL and restarted on its data. The client counts the lease
+ * lost once no keep-alive was answered within the TTL (src/etcd/lease.c), so it is lost exactly
+ * once, a new one is granted and every key is re-written on it; the old one expires in etcd
+ * without taking a key along; the daemon never exits. */
 static void test_etcd_restart(void)
 {
     daemon_t d = {0};
@@ -499,22 +525,35 @@ static void test_etcd_restart(void)
     char b[128], kb[512];
     run(b, sizeof(b), "--name erb --expose 80 -l " L ".service=er -l " L ".backend.tcp=80");
     key_of(kb, sizeof(kb), "/er", "er", b);
-    usleep(5000000);
+    int64_t end = clock_now_ms() + 60000;
+    while (clock_now_ms() < end && leases_lost(&d) == 0)
+        usleep(100000);
+    CHECK_MSG(leases_lost(&d) == 1, "lease lost %zu times while etcd was down, want 1",
+              leases_lost(&d));
     CHECK(daemon_alive(&d));
     int er = etcdh_restart_member(&E, 0, true);
-    if (!CHECK_MSG(er == 0, "etcd restart failed"))
+    if (!CHECK_MSG(er == 0, "etcd restart failed")) {
+        etcd_rc = -EIO;
         goto out;
+    }
     if (wait_key(kb, NULL, v, sizeof(v), &l2, 30000))
         CHECK_MSG(l2 != 0 && l2 != l1, "lease %llx after restart (was %llx)",
                   (unsigned long long)l2, (unsigned long long)l1);
     CHECK_MSG(wait_gone(ka, 30000) >= 0, "key of the container stopped during the outage kept");
-    /* Past the old lease's expiry (etcd renews restored leases by their TTL): still there. */
-    usleep(5000000);
-    CHECK_MSG(get_key(kb, v, sizeof(v), NULL) == 1, "key vanished with the old lease");
-    CHECK(log_count(&d, "lease lost", NULL) >= 1);
+    /* etcd restored the old lease with a fresh TTL; once it has expired the key is still
+     * there, on the new lease. */
+    end = clock_now_ms() + 60000;
+    while (clock_now_ms() < end && !lease_expired(l1))
+        usleep(200000);
+    CHECK_MSG(lease_expired(l1), "the old lease %llx never expired", (unsigned long long)l1);
+    int64_t l3 = 0;
+    CHECK_MSG(get_key(kb, v, sizeof(v), &l3) == 1, "key vanished with the old lease");
+    CHECK_MSG(l3 == l2, "key on lease %llx, want %llx", (unsigned long long)l3,
+              (unsigned long long)l2);
+    CHECK_INT(leases_lost(&d), 1);
     CHECK(daemon_alive(&d));
 out:
-    daemon_stop(&d, SIGTERM, 15000);
+    daemon_stop_ok(&d, 15000);
     show_log(&d);
     if (H)
         docker_cleanup();
@@ -553,7 +592,7 @@ static void test_many(void)
     printf("    rm -f of %d took %lld ms, all deleted %lld ms after\n", n, (long long)(t3 - t2),
            (long long)(clock_now_ms() - t3));
 out:
-    daemon_stop(&d, SIGTERM, 30000);
+    daemon_stop_ok(&d, 30000);
     show_log(&d);
     if (H)
         docker_cleanup();
@@ -625,12 +664,12 @@ static void test_etcd_down_at_start(void)
     CHECK(daemon_alive(&d));
 out:
     if (!CHECK_MSG(etcdh_restart_member(&E, 0, true) == 0, "etcd restart failed"))
-        etcd_up = false;
+        etcd_rc = -EIO;
     key_of(ka, sizeof(ka), "/eds", "eds", a);
-    if (d.pid > 0 && etcd_up && wait_key(ka, NULL, NULL, 0, &lease, 60000))
+    if (d.pid > 0 && etcd_rc == 0 && wait_key(ka, NULL, NULL, 0, &lease, 60000))
         CHECK(lease != 0);
     CHECK(log_count(&d, "etcd reachable again", NULL) == 1);
-    daemon_stop(&d, SIGTERM, 15000);
+    daemon_stop_ok(&d, 15000);
     show_log(&d);
     docker_cleanup();
 }
@@ -658,15 +697,19 @@ static void test_etcd_short_outage(void)
         usleep(100000);
     CHECK_MSG(log_count(&d, "etcd unavailable", "delete") >= 1, "no failed delete logged");
     if (!CHECK_MSG(etcdh_restart_member(&E, 0, true) == 0, "etcd restart failed")) {
-        etcd_up = false;
+        etcd_rc = -EIO;
         goto out;
     }
     CHECK_MSG(wait_gone(ka, 60000) >= 0, "key of the container stopped during the outage kept");
     CHECK_MSG(get_key(kb, v, sizeof(v), &lb) == 1, "the other key went");
-    printf("    lease before %llx, after %llx\n", (unsigned long long)la, (unsigned long long)lb);
+    /* Keep-alives resumed within the TTL: the lease was never lost, so it is the same one. */
+    CHECK_MSG(la != 0 && lb == la, "lease before the outage %llx, after %llx: want the same",
+              (unsigned long long)la, (unsigned long long)lb);
+    CHECK_MSG(leases_lost(&d) == 0, "lease lost %zu times in an outage inside the TTL",
+              leases_lost(&d));
     CHECK(daemon_alive(&d));
 out:
-    daemon_stop(&d, SIGTERM, 15000);
+    daemon_stop_ok(&d, 15000);
     show_log(&d);
     if (H)
         docker_cleanup();
@@ -679,14 +722,14 @@ int main(int argc, char **argv)
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/cfdt.XXXXXX");
     if (!mkdtemp(tmpdir))
         snprintf(tmpdir, sizeof(tmpdir), "/tmp");
-    int rc = dockerd_harness_start(&H, why, sizeof(why));
-    if (rc != 0)
-        printf("private dockerd unavailable (%d): %s\n", rc, why);
-    etcd_up = etcdh_available() && etcdh_start(&E, 1) == 0;
-    if (etcd_up) {
+    dockerd_rc = dockerd_harness_start(&H, why, sizeof(why));
+    if (dockerd_rc != 0)
+        printf("private dockerd unavailable (%d): %s\n", dockerd_rc, why);
+    etcd_rc = etcdh_start(&E, 1);
+    if (etcd_rc == 0) {
         etcd_config cfg = {.endpoints = E.endpoints};
         if (etcd_client_new(&cfg, &C, NULL) < 0)
-            C = NULL;
+            etcd_rc = -EIO;
     }
     check_run("flags", test_flags);
     check_run("lifecycle", test_lifecycle);
@@ -699,7 +742,7 @@ int main(int argc, char **argv)
     check_run("etcd_short_outage", test_etcd_short_outage);
     check_run("many", test_many);
     etcd_client_free(C);
-    if (etcd_up)
+    if (E.dir[0])
         etcdh_destroy(&E);
     dockerd_harness_free(H);
     if (!keep_logs) {

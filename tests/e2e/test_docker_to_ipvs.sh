@@ -2,7 +2,8 @@
 # test_docker_to_ipvs.sh -- end to end: a container on this host (private dockerd) ->
 # clusterf-docker -> etcd on the host's loopback -> clusterf-ipvs in the VM (reaching etcd at
 # 10.0.2.2) -> the real kernel's IPVS table; and the destination leaves when the container
-# stops. The guest asks for the stop through the key /e2e/stop-container.
+# stops. The guest asks for the stop through the key /e2e/stop-container. clusterf-docker must
+# exit 0 on SIGTERM (one more check, added to the guest's counts).
 set -u
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
@@ -25,7 +26,11 @@ missing() {
     echo "SKIP $name: $*"; echo "$name: 0 passed, 0 failed, 1 skipped"; exit 0
 }
 command -v etcd > /dev/null || missing "etcd (etcd-server)"
-port=$(( 30000 + RANDOM % 20000 ))
+# A client port and the peer port after it, both free (etcd failing to bind is a failure).
+for _ in $(seq 50); do
+    port=$(( 30000 + RANDOM % 20000 ))
+    [ -z "$(ss -Hltn "( sport = :$port or sport = :$((port + 1)) )" 2>/dev/null)" ] && break
+done
 etcd --data-dir "$tmp/etcd" --listen-client-urls "http://127.0.0.1:$port" \
      --advertise-client-urls "http://127.0.0.1:$port" \
      --listen-peer-urls "http://127.0.0.1:$((port + 1))" > "$tmp/etcd.log" 2>&1 &
@@ -37,6 +42,7 @@ scripts/test-dockerd start "$tmp/docker" > /dev/null
 rc=$?; [ $rc = 77 ] && missing "dockerd"; [ $rc = 0 ] || fail "dockerd did not start"
 . "$tmp/docker/env"
 D() { docker -H "$DOCKER_HOST" "$@"; }
+vip=10.107.107.107:8080
 E put /clusterf/services/web/frontend '{"ipv4": "10.107.107.107", "tcp": 8080}' > /dev/null
 "$BUILD/clusterf-docker" --etcd-endpoints="http://127.0.0.1:$port" --docker-host="$DOCKER_HOST" \
     --hostname=e2e --ttl=3s > "$tmp/clusterf-docker.log" 2>&1 &
@@ -53,11 +59,15 @@ echo "container ${cid:0:12} at $cip"
 stopper=$!
 out=$(mktemp "$tmp/out.XXXXXX")
 scripts/vm-run --net --timeout 200 --add "$BUILD/clusterf-ipvs:/usr/bin/clusterf-ipvs" \
-    tests/e2e/guest_docker_to_ipvs.sh "$port" "$cip" 2>&1 | tee "$out"
+    tests/e2e/guest_docker_to_ipvs.sh "$port" "$cip" "$vip" 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
 [ "$rc" = 77 ] && missing "$(grep -m1 'MISSING PREREQUISITE' "$out" || echo 'the VM cannot run here')"
 summary=$(grep -E '^guest_docker_to_ipvs: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$out" | tail -n 1)
 [ -n "$summary" ] || { echo "--- clusterf-docker log"; tail -20 "$tmp/clusterf-docker.log"; fail "the guest printed no summary (vm-run exit $rc)"; }
-[ "$rc" = 0 ] || { echo "--- clusterf-docker log"; tail -20 "$tmp/clusterf-docker.log"; }
-echo "${summary/guest_docker_to_ipvs:/$name:}"
-exit "$rc"
+read -r p f s <<< "$(echo "$summary" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped/\1 \2 \3/')"
+kill -TERM "$cfd_pid"; wait "$cfd_pid"; cfd_rc=$?; cfd_pid=
+if [ "$cfd_rc" = 0 ]; then echo "ok   clusterf-docker exits 0 on SIGTERM"; p=$((p + 1))
+else echo "FAIL clusterf-docker exits 0 on SIGTERM (exit $cfd_rc)"; f=$((f + 1)); fi
+[ "$rc" = 0 ] && [ "$f" = 0 ] || { echo "--- clusterf-docker log"; tail -20 "$tmp/clusterf-docker.log"; }
+echo "$name: $p passed, $f failed, $s skipped"
+[ "$rc" = 0 ] && [ "$f" = 0 ]

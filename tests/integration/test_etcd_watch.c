@@ -10,19 +10,18 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 static etcdh H;
 static etcd_client *C;
-static bool up;
+static int etcd_rc;  /* etcdh_start(): 0, -ENOENT (a skip), else a failure */
 
 static bool need_etcd(void)
 {
-    if (!up)
-        check_skip("etcd not available (install etcd-server etcd-client)");
-    return up;
+    return check_need(etcd_rc, "etcd (etcd-server etcd-client)");
 }
 
 /* Current store revision. */
@@ -244,10 +243,12 @@ int main(int argc, char **argv)
     check_init(argc, argv);
     if (getenv("ETCD_TEST_DEBUG"))
         log_set_level(LOG_LEVEL_DEBUG);
-    if (etcdh_available() && etcdh_start(&H, 1) == 0) {
+    etcd_rc = etcdh_start(&H, 1);
+    if (etcd_rc == 0) {
         etcd_config cfg = {.endpoints = H.endpoints, .timeout_ms = 5000};
         etcd_error err = {0};
-        up = etcd_client_new(&cfg, &C, &err) == 0;
+        if (etcd_client_new(&cfg, &C, &err) < 0)
+            etcd_rc = -EIO;
     }
     check_run("put_delete", test_put_delete);
     check_run("burst_10k", test_burst_10k);

@@ -1,6 +1,7 @@
 /* check.c -- counters and reporting for tests/lib/check.h. */
 #include "check.h"
 
+#include <errno.h>
 #include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -74,6 +75,18 @@ void check_skip(const char *fmt, ...)
         printf("\n");
         cur_skipped = true;
     }
+}
+
+bool check_need(int start_rc, const char *what)
+{
+    if (start_rc == 0)
+        return true;
+    if (start_rc == -ENOENT || start_rc == -ENOTSUP)
+        check_skip("not installed: %s", what);
+    else
+        check_fail(__FILE__, __LINE__, "installed but did not start (%s): %s",
+                   strerror(-start_rc), what);
+    return false;
 }
 
 bool check_failed(void)

@@ -20,6 +20,10 @@ bool check_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Mark the current test skipped because a prerequisite is missing. */
 void check_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Judge a prerequisite's start result (etcdh_start, dockerd_harness_start): 0 -> true; -ENOENT or
+ * -ENOTSUP (not installed) -> a skip; any other value (installed but it did not start) -> a
+ * failure. what names it in the message. */
+bool check_need(int start_rc, const char *what);
 /* True when the current test has recorded a failure or skip. */
 bool check_failed(void);
 

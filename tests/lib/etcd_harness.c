@@ -6,6 +6,7 @@
 #include "common/timeutil.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -21,9 +22,16 @@
 
 #define READY_TIMEOUT_MS 30000
 
+/* The etcd binary: $CLUSTERF_TEST_ETCD (for tests of this harness), else /usr/bin/etcd. */
+static const char *etcd_bin(void)
+{
+    const char *bin = getenv("CLUSTERF_TEST_ETCD");
+    return bin && *bin ? bin : "/usr/bin/etcd";
+}
+
 bool etcdh_available(void)
 {
-    return access("/usr/bin/etcd", X_OK) == 0 && access("/usr/bin/etcdctl", X_OK) == 0;
+    return access(etcd_bin(), X_OK) == 0 && access("/usr/bin/etcdctl", X_OK) == 0;
 }
 
 static int free_port(void)
@@ -94,12 +102,12 @@ static pid_t spawn(etcdh *h, int i)
                  h->dir, h->dir, h->client_cert_auth ? " --client-cert-auth --trusted-ca-file=" : "",
                  h->client_cert_auth ? h->dir : "", h->client_cert_auth ? "/ca.crt" : "");
     snprintf(cmd, sizeof cmd,
-             "exec /usr/bin/etcd --name=%s --data-dir=%s/%s --listen-client-urls=%s "
+             "exec %s --name=%s --data-dir=%s/%s --listen-client-urls=%s "
              "--advertise-client-urls=%s --listen-peer-urls=%s --initial-advertise-peer-urls=%s "
              "--initial-cluster=%s --initial-cluster-state=new --initial-cluster-token=t-%d "
              "--logger=zap --log-outputs=stderr%s %s >>%s/%s.log 2>&1",
-             m->name, h->dir, m->name, m->client_url, m->client_url, m->peer_url, m->peer_url,
-             cluster, (int)getpid(), tls, h->extra_args, h->dir, m->name);
+             etcd_bin(), m->name, h->dir, m->name, m->client_url, m->client_url, m->peer_url,
+             m->peer_url, cluster, (int)getpid(), tls, h->extra_args, h->dir, m->name);
     pid_t pid = fork();
     if (pid == 0) {
         setpgid(0, 0);
@@ -160,11 +168,15 @@ static void fill_member(etcdh *h, int i)
 
 int etcdh_start(etcdh *h, int n)
 {
+    if (!etcdh_available()) {
+        h->dir[0] = '\0';
+        return -ENOENT;
+    }
     const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
     snprintf(h->dir, sizeof h->dir, "%s/clusterf-etcd-XXXXXX", base);
     if (!mkdtemp(h->dir)) {
         perror("etcd_harness: mkdtemp");
-        return -1;
+        return -EIO;
     }
     h->n = n;
     h->endpoints[0] = '\0';
@@ -181,7 +193,7 @@ int etcdh_start(etcdh *h, int n)
     return 0;
 fail:
     etcdh_destroy(h);
-    return -1;
+    return -EIO;
 }
 
 void etcdh_stop_member(etcdh *h, int i, int sig)

@@ -27,12 +27,14 @@ typedef struct etcdh {
     char ca[160], cert[160], key[160], wrong_ca[160];  /* PEM files when tls */
 } etcdh;
 
-/* True when the etcd and etcdctl binaries are installed. */
+/* True when the etcd and etcdctl binaries are installed ($CLUSTERF_TEST_ETCD names another
+ * etcd binary, for tests of the harness itself). */
 bool etcdh_available(void);
 
 /* Start n (1 or 3) members and wait until they have a leader. The struct's tls,
- * client_cert_auth and extra_args are read; the rest is filled. Returns 0 or -1 (with a
- * message on stderr); on failure everything started is cleaned up. */
+ * client_cert_auth and extra_args are read; the rest is filled. Returns 0; -ENOENT when etcd
+ * is not installed (a skip for check_need); -EIO when it is but did not start (a failure;
+ * message on stderr). On failure everything started is cleaned up. */
 int etcdh_start(etcdh *h, int n);
 
 /* Stop member i with sig (SIGTERM or SIGKILL) and reap it. */

@@ -1,15 +1,18 @@
 /* test_reconcile.c -- reconcile/ against the in-memory fake kernel (ipvs_fake, checked against
  * the real kernel in tests/vm/):
  * config store -> lb -> reconcile -> fake table, for the seed transcript, incremental passes,
- * ownership across restarts, foreign rules, drift, failures and in-place edits. */
+ * ownership across restarts, damaged state files, foreign rules, drift, failures and
+ * in-place edits. */
 #include "check.h"
 #include "config/config.h"
 #include "lb/lb.h"
 #include "reconcile/reconcile.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* One test's world: a config store, a fake kernel and a reconciler. */
@@ -391,21 +394,194 @@ static void test_ownership_survives_restart(void)
     world_close(&w);
 }
 
-static void test_corrupt_state_file(void)
+/* ---- damaged state files ---- */
+
+/* A fresh directory for a state file: its path ("<dir>/ipvs-owned") into w->state, the
+ * directory into dir. False (test skipped) when it cannot be made. */
+static bool state_dir(world *w, char *dir, size_t size)
 {
-    char path[128], err[256] = "";
-    snprintf(path, sizeof path, "/tmp/clusterf-test-bad-state-%d", (int)getpid());
-    FILE *f = fopen(path, "w");
-    fprintf(f, "# header\ninet tcp 10.0.0.1 80 0\ninet bogus 1.2.3.4 x\n");
-    fclose(f);
+    snprintf(dir, size, "/tmp/clusterf-state-XXXXXX");
+    if (!mkdtemp(dir)) {
+        check_skip("mkdtemp: %s", strerror(errno));
+        return false;
+    }
+    snprintf(w->state, sizeof w->state, "%s/ipvs-owned", dir);
+    return true;
+}
+
+/* Remove dir and everything in it. */
+static void remove_dir(const char *dir)
+{
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK_INT(system(cmd), 0);
+}
+
+/* The bytes of the file at path equal want[0..len). */
+static bool file_holds(const char *path, const void *want, size_t len)
+{
+    char buf[4096];
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
+    if (f)
+        fclose(f);
+    return f && n == len && memcmp(buf, want, len) == 0;
+}
+
+/* The state file holds bytes (a directory when bytes is NULL): reconcile_new sets it aside to
+ * "<path>.corrupt", says so, starts owning nothing, and the first pass owns what the config
+ * names (adopting a service already in the kernel) but not a hand-made one; the file it then
+ * writes is read back by a restart. */
+static void check_set_aside(const char *what, const void *bytes, size_t len)
+{
+    world w = {0};
+    char dir[64], aside[160], err[512] = "";
+    if (!state_dir(&w, dir, sizeof dir))
+        return;
+    if (bytes) {
+        FILE *f = fopen(w.state, "w");
+        CHECK(f && fwrite(bytes, 1, len, f) == len && fclose(f) == 0);
+    } else {
+        CHECK_INT(mkdir(w.state, 0755), 0);
+    }
+    w.cfg = config_store_new(NULL);
+    w.kernel = ipvs_fake_new();
+    w.iface = (struct ipvs_iface){.self = &w, .dump = world_dump, .apply = world_apply};
+    struct ipvs_service web = tcp_svc("10.9.0.1", 80), hand = tcp_svc("192.0.2.1", 22);
+    by_hand(&w, IPVS_OP_ADD_SERVICE, &web, NULL);
+    by_hand(&w, IPVS_OP_ADD_SERVICE, &hand, NULL);
+    int rc = reconcile_new(&w.iface, w.state, &w.rec, err, sizeof err);
+    CHECK_MSG(rc == RECONCILE_STATE_SET_ASIDE && w.rec, "%s: reconcile_new: %d %s", what, rc,
+              err);
+    snprintf(aside, sizeof aside, "%s.corrupt", w.state);
+    CHECK_MSG(strstr(err, w.state) && strstr(err, aside), "%s: message: %s", what, err);
+    CHECK_MSG(access(w.state, F_OK) < 0 && errno == ENOENT, "%s: still in place", what);
+    CHECK_MSG(bytes ? file_holds(aside, bytes, len) : access(aside, F_OK) == 0,
+              "%s: %s does not hold the damaged file", what, aside);
+    if (w.rec) {
+        CHECK_INT(reconcile_owned_count(w.rec), 0);
+        put(&w, "services/web/frontend", "{\"ipv4\":\"10.9.0.1\",\"tcp\":80}");
+        put(&w, "services/web/backends/a", "{\"ipv4\":\"10.9.1.1\",\"tcp\":80}");
+        full(&w);
+        CHECK_MSG(reconcile_owns(w.rec, &web) && !reconcile_owns(w.rec, &hand), "%s", what);
+        CHECK_INT(dests_of(&w, web), 1);
+        CHECK_INT(n_services(&w), 2);
+        reconcile_free(w.rec);
+        w.rec = NULL;
+        world_open(&w, w.state);
+        CHECK_INT(reconcile_owned_count(w.rec), 1);
+    }
+    world_close(&w);
+    remove_dir(dir);
+}
+
+static void test_damaged_state_files(void)
+{
+    unsigned char noise[600];
+    uint32_t x = 2463534242u; /* xorshift32: the same bytes every run, NULs included */
+    for (size_t i = 0; i < sizeof noise; i++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        noise[i] = (unsigned char)x;
+    }
+    check_set_aside("random bytes", noise, sizeof noise);
+#define HDR "# clusterf-ipvs owned IPVS services v1\n"
+    const char *texts[][2] = {
+        {"empty", ""},
+        {"cut in the header", "# clusterf-ipvs own"},
+        {"cut in a line", HDR "inet tcp 10.9.0.1 80 0\ninet fwmark - 0 1"},
+        {"garbage line", HDR "inet tcp 10.9.0.1 80 0\nhello world\n"},
+        {"bad address", HDR "inet tcp 10.9.0.300 80 0\n"},
+        {"junk after the fields", HDR "inet tcp 10.9.0.1 80 0 extra\n"},
+        {"no header", "inet tcp 10.9.0.1 80 0\n"},
+        {"another format", "# clusterf-ipvs owned IPVS services v2\ninet tcp 10.9.0.1 80 0\n"},
+    };
+#undef HDR
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
+        check_set_aside(texts[i][0], texts[i][1], strlen(texts[i][1]));
+    check_set_aside("a directory in its place", NULL, 0);
+}
+
+/* A good file with services of every kind loads as it is, and nothing is moved. */
+static void test_good_state_file(void)
+{
+    world w = {0};
+    char dir[64];
+    if (!state_dir(&w, dir, sizeof dir))
+        return;
+    FILE *f = fopen(w.state, "w");
+    CHECK(f != NULL);
+    if (f) {
+        fputs("# clusterf-ipvs owned IPVS services v1\ninet tcp 10.9.0.1 80 0\n"
+              "inet6 udp 2001:db8::53 53 0\ninet fwmark - 0 12\n", f);
+        fclose(f);
+    }
+    world_open(&w, w.state);
+    CHECK_INT(reconcile_owned_count(w.rec), 3);
+    struct ipvs_service web = tcp_svc("10.9.0.1", 80);
+    CHECK(reconcile_owns(w.rec, &web));
+    char aside[160];
+    snprintf(aside, sizeof aside, "%s.corrupt", w.state);
+    CHECK(access(aside, F_OK) < 0);
+    world_close(&w);
+    remove_dir(dir);
+}
+
+/* Saving: the temp file has a unique name in the same directory (a leftover "<path>.tmp" is
+ * no obstacle) and nothing but the state file is left behind. */
+static void test_state_save_temp_files(void)
+{
+    world w = {0};
+    char dir[64], tmp[160];
+    if (!state_dir(&w, dir, sizeof dir))
+        return;
+    snprintf(tmp, sizeof tmp, "%s.tmp", w.state);
+    CHECK_INT(mkdir(tmp, 0755), 0);
+    world_open(&w, w.state);
+    put(&w, "services/web/frontend", "{\"ipv4\":\"10.9.0.1\",\"tcp\":80}");
+    full(&w);
+    put(&w, "services/web/frontend", "{\"ipv4\":\"10.9.0.2\",\"tcp\":80}");
+    full(&w);
+    reconcile_free(w.rec);
+    w.rec = NULL;
+    world_open(&w, w.state);
+    CHECK_INT(reconcile_owned_count(w.rec), 1);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd,
+             "test \"$(ls -A '%s' | tr '\\n' ' ')\" = 'ipvs-owned ipvs-owned.tmp '", dir);
+    CHECK_MSG(system(cmd) == 0, "files left in %s", dir);
+    world_close(&w);
+    remove_dir(dir);
+}
+
+/* A path of len bytes under /tmp ("/tmp/aaa.../aaa", 100-byte components) into path. */
+static void long_path(char *path, size_t len)
+{
+    memcpy(path, "/tmp", 4);
+    for (size_t i = 4; i < len; i += 100) {
+        memset(path + i, 'a', len - i < 100 ? len - i : 100);
+        path[i] = '/';
+    }
+    path[len] = '\0';
+}
+
+/* A state path with no room for the temp or ".corrupt" name is refused, never cut short;
+ * one byte shorter is accepted (PATH_MAX 4096: at most 4087 bytes). */
+static void test_state_path_too_long(void)
+{
+    char path[4100], err[512] = "";
     ipvs_fake *k = ipvs_fake_new();
     struct ipvs_iface iface = ipvs_fake_iface(k);
     reconcile *r = NULL;
+    long_path(path, 4087);
+    CHECK_INT(reconcile_new(&iface, path, &r, err, sizeof err), 0);
+    reconcile_free(r);
+    r = NULL;
+    long_path(path, 4088);
     int rc = reconcile_new(&iface, path, &r, err, sizeof err);
-    CHECK_INT(rc, -EINVAL);
+    CHECK_INT(rc, -ENAMETOOLONG);
     CHECK(r == NULL);
-    CHECK_MSG(strstr(err, path) && strstr(err, "line 3"), "error names file and line: %s", err);
-    unlink(path);
+    CHECK_MSG(strstr(err, "too long") != NULL, "message: %s", err);
+    reconcile_free(r);
     ipvs_fake_free(k);
 }
 
@@ -782,7 +958,10 @@ int main(int argc, char **argv)
     check_run("weight_edit_in_place", test_weight_edit_in_place);
     check_run("foreign_rules", test_foreign_rules);
     check_run("ownership_survives_restart", test_ownership_survives_restart);
-    check_run("corrupt_state_file", test_corrupt_state_file);
+    check_run("damaged_state_files", test_damaged_state_files);
+    check_run("good_state_file", test_good_state_file);
+    check_run("state_save_temp_files", test_state_save_temp_files);
+    check_run("state_path_too_long", test_state_path_too_long);
     check_run("drift_repaired", test_drift_repaired);
     check_run("refused_op_is_isolated", test_refused_op_is_isolated);
     check_run("dump_failure", test_dump_failure);

@@ -1,7 +1,7 @@
 #!/bin/sh
 # guest_clusterf_ipvs.sh -- clusterf-ipvs end to end inside the scripts/vm-run guest: a real
 # etcd, the real kernel IPVS, checked with ipvsadm and with real packets through a VIP; and
-# clusterfctl status (desired vs kernel) next to it.
+# clusterfctl status (desired vs kernel) next to it; last, a damaged state file.
 # Run by tests/vm/test_clusterf_ipvs.sh; prints "guest_clusterf_ipvs: N passed, N failed, 0 skipped".
 # Argument: a substring; only scenarios whose name contains it run.
 set -u
@@ -35,12 +35,26 @@ start_ipvs() {
     IPVS_PID=$!
 }
 
-stop_ipvs() {  # stop_ipvs [SIGNAL]
+# stop_ipvs [SIGNAL]: stop clusterf-ipvs; with SIGTERM (the default) it must exit 0.
+stop_ipvs() {
     [ -n "$IPVS_PID" ] || return 0
-    kill -${1:-TERM} $IPVS_PID 2>/dev/null
+    sig=${1:-TERM}
+    kill -$sig $IPVS_PID 2>/dev/null
     wait $IPVS_PID 2>/dev/null
+    rc=$?
     IPVS_PID=
+    [ $sig = TERM ] || return 0
+    if [ $rc = 0 ]; then ok "${SCENARIO:-start}: clusterf-ipvs exits 0 on SIGTERM"
+    else bad "${SCENARIO:-start}: clusterf-ipvs exits 0 on SIGTERM (exit $rc)"; tail -n 15 $LOG | sed 's/^/    /'; fi
 }
+
+# since MARKER: the lines $LOG gained after it had MARKER lines (marker=$(wc -l < $LOG)).
+since() { tail -n +$(($1 + 1)) $LOG; }
+# logged_since MARKER REGEX / not_logged_since MARKER REGEX
+logged_since() { since "$1" | grep -q "$2"; }
+not_logged_since() { ! logged_since "$@"; }
+# resyncs_since MARKER N: at least N full resync passes logged (needs --log-level=debug).
+resyncs_since() { [ "$(since "$1" | grep -c 'msg="reconciled" pass=full scope=resync')" -ge "$2" ]; }
 
 # canon: a listing with spaces squeezed, services sorted, each with its dests sorted under it
 # (ipvsadm --sort orders addresses by their bytes read as a host-order integer).
@@ -84,7 +98,8 @@ wait_for() {
     ok "$name"
 }
 
-want() { [ -z "$FILTER" ] || case "$1" in *"$FILTER"*) return 0;; *) return 1;; esac; }
+# want SCENARIO: true when it is to run; names it for the checks of stop_ipvs.
+want() { SCENARIO=$1; [ -z "$FILTER" ] || case "$1" in *"$FILTER"*) return 0;; *) return 1;; esac; }
 
 scenario_seed() {
     expect "seed: empty table at start" ""
@@ -162,20 +177,24 @@ scenario_foreign_drift_invalid() {
     ec put /clusterf/services/web/backends/a '{"ipv4":"10.3.1.1","tcp":8080}'
     expect "foreign: a hand-made service beside a managed one" \
         "TCP 10.107.107.107:80 wlc|-> 10.3.1.1:8080 Masq 10 0 0|TCP 192.0.2.1:22 rr|-> 192.0.2.9:22 Masq 1 0 0"
-    sleep 3
-    expect "foreign: still untouched after a resync" \
-        "TCP 10.107.107.107:80 wlc|-> 10.3.1.1:8080 Masq 10 0 0|TCP 192.0.2.1:22 rr|-> 192.0.2.9:22 Masq 1 0 0"
+    marker=$(wc -l < $LOG)
     ipvsadm -D -t 10.107.107.107:80
     expect "drift: ipvsadm -D of a managed service repaired" \
         "TCP 10.107.107.107:80 wlc|-> 10.3.1.1:8080 Masq 10 0 0|TCP 192.0.2.1:22 rr|-> 192.0.2.9:22 Masq 1 0 0"
+    check "foreign: still untouched after a resync (the one that repaired the drift)" \
+        logged_since $marker 'msg="drift repaired"'
     ipvsadm -C
     expect "drift: ipvsadm -C repaired" "TCP 10.107.107.107:80 wlc|-> 10.3.1.1:8080 Masq 10 0 0"
     check "drift: logged" grep -q 'msg="drift repaired"' $LOG
+    marker=$(wc -l < $LOG)
     ec put /clusterf/services/web/backends/a '{"ipv4": "10.3.1.1", "tcp": 8080'
-    sleep 1.5
+    wait_for "invalid: logged with its key" 20 \
+        logged_since $marker 'msg="invalid config value".*key=services/web/backends/a'
+    # A later key applied means the invalid one was handled before it (one watch, in order).
+    ec put /clusterf/services/web2/frontend '{"ipv4":"10.107.107.109","tcp":80}'
     expect "invalid: truncated JSON over a valid backend keeps the destination" \
-        "TCP 10.107.107.107:80 wlc|-> 10.3.1.1:8080 Masq 10 0 0"
-    check "invalid: logged with its key" grep -q 'msg="invalid config value".*key=services/web/backends/a' $LOG
+        "TCP 10.107.107.107:80 wlc|-> 10.3.1.1:8080 Masq 10 0 0|TCP 10.107.107.109:80 wlc"
+    ec del /clusterf/services/web2/frontend
     ec put /clusterf/services/web/backends/a '{"ipv4": "10.3.1.1", "tcp": 8080, "weight": 7}'
     expect "invalid: the fixed value is applied" "TCP 10.107.107.107:80 wlc|-> 10.3.1.1:8080 Masq 7 0 0"
 }
@@ -204,23 +223,45 @@ scenario_sighup() {
     wait_for "sighup: the daemon has read etcd" 20 sh -c "[ \$(grep -c 'msg=\"etcd read\"' $LOG) -gt $starts ]"
     expect "sighup: before" "TCP 10.107.107.107:80 wlc"
     ipvsadm -D -t 10.107.107.107:80
-    sleep 1
-    check "sighup: no periodic resync with --resync-interval=0" sh -c '! ipvsadm -L -n | grep -q 10.107.107.107:80'
+    marker=$(wc -l < $LOG)
+    # A 2 s resync (the other daemons' interval) repairs this deletion (the control below);
+    # three such periods pass without a repair.
+    sleep 6
+    check "sighup: no periodic resync with --resync-interval=0: the deleted service stays missing for 3 x 2 s" \
+        sh -c '! ipvsadm -L -n | grep -q 10.107.107.107:80'
+    check "sighup: ... and no drift repair logged" not_logged_since $marker 'drift repaired'
     kill -HUP $IPVS_PID
     expect "sighup: SIGHUP repairs at once" "TCP 10.107.107.107:80 wlc"
     stop_ipvs
     start_ipvs
+    wait_for "sighup: control: the 2 s daemon has read etcd" 20 sh -c "[ \$(grep -c 'msg=\"etcd read\"' $LOG) -gt $((starts + 1)) ]"
+    expect "sighup: control: same table" "TCP 10.107.107.107:80 wlc"
+    ipvsadm -D -t 10.107.107.107:80
+    expect "sighup: control: with --resync-interval=2s the same deletion is repaired" "TCP 10.107.107.107:80 wlc"
 }
 
 scenario_etcd_restart() {
+    stop_ipvs
+    start_ipvs --log-level=debug   # every resync pass is logged (at debug when it changes nothing)
     ec put /clusterf/services/web/frontend '{"ipv4":"10.107.107.107","tcp":80}'
     ec put /clusterf/services/web/backends/a '{"ipv4":"10.3.1.1","tcp":8080}'
     expect "etcd restart: before" "TCP 10.107.107.107:80 wlc|-> 10.3.1.1:8080 Masq 10 0 0"
     ec put /clusterf/services/web/backends/b '{"ipv4":"10.3.1.2","tcp":8080}'
+    marker=$(wc -l < $LOG)
     kill -9 $ETCD_PID; wait $ETCD_PID 2>/dev/null
-    sleep 1
-    check "etcd down: the kernel table stays (fail static)" sh -c "ipvsadm -L -n | grep -q 10.107.107.107:80"
-    start_etcd
+    wait_for "etcd down: the daemon sees the watch interrupted" 60 logged_since $marker 'etcd watch interrupted'
+    # The table as of the first resync after that (whatever it had received is applied), then
+    # two more resync periods with etcd away: the table must not move (fail static).
+    marker=$(wc -l < $LOG)
+    wait_for "etcd down: a resync pass" 60 resyncs_since $marker 1
+    snapshot=$(ipvsadm -S -n)
+    marker=$(wc -l < $LOG)
+    wait_for "etcd down: two more resync passes" 60 resyncs_since $marker 2
+    check "etcd down: the kernel table is unchanged across two resync periods (fail static)" \
+        test "$(ipvsadm -S -n)" = "$snapshot"
+    check "etcd down: ... and holds the service and its destination" \
+        sh -c "ipvsadm -L -n | grep -q 'TCP  10.107.107.107:80' && ipvsadm -L -n | grep -q '10.3.1.1:8080'"
+    start_etcd || bad "etcd restart: etcd starts again on its data"
     ec put /clusterf/services/web/backends/c '{"ipv4":"10.3.1.3","tcp":8080,"weight":2}'
     ec del /clusterf/services/web/backends/a
     expect "etcd restart: converges to the final config" \
@@ -308,16 +349,32 @@ scenario_status() {
 route_present() { [ -n "$(etcdctl --endpoints=$EP get /clusterf/routes/host1 --print-value-only)" ]; }
 route_absent() { ! route_present; }
 
+# The advertising daemon runs with --dry-run, alone, on a non-empty config that differs from
+# the kernel (a service with another scheduler, no dest): it logs the ops it would do, and
+# the kernel table (ipvsadm -Sn) stays byte for byte as it was.
 scenario_advertise() {
-    clusterf-ipvs --etcd-endpoints=$EP --dry-run --state-dir= --log-level=warn \
+    stop_ipvs
+    ec put /clusterf/services/dry/frontend '{"ipv4":"10.70.0.1","tcp":80}'
+    ec put /clusterf/services/dry/backends/a '{"ipv4":"10.71.0.1","tcp":80}'
+    ipvsadm -A -t 10.70.0.1:80 -s rr
+    before=$(ipvsadm -S -n)
+    marker=$(wc -l < $LOG)
+    clusterf-ipvs --etcd-endpoints=$EP --dry-run --state-dir= --log-level=info \
         -advertise-route-name=host1 -advertise-route-prefix4=10.77.0.0/16 \
         -advertise-route-gateway4=10.107.107.77 -advertise-route-ipvs-method=droute \
         -advertise-route-ttl=2 >> $LOG 2>&1 &
     adv=$!
+    wait_for "dry-run: the dest it would add is logged" 30 \
+        logged_since $marker 'msg="ipvs op (dry-run)" op=add-dest.*10.71.0.1:80'
+    check "dry-run: the kernel table is unchanged (ipvsadm -Sn)" test "$(ipvsadm -S -n)" = "$before"
+    check "dry-run: ... and it held the service to change" sh -c "ipvsadm -S -n | grep -q '10.70.0.1:80 -s rr'"
     wait_for "advertise: the route is published" 15 route_present
     check "advertise: route value" sh -c "etcdctl --endpoints=$EP get /clusterf/routes/host1 --print-value-only | grep -q '\"Gateway4\":\"10.107.107.77\"'"
     kill -9 $adv; wait $adv 2>/dev/null
     wait_for "advertise: the route disappears with its lease after kill -9" 15 route_absent
+    ec del --prefix /clusterf/services/dry
+    ipvsadm -D -t 10.70.0.1:80
+    start_ipvs
 }
 
 # Two backends (be1, be2) in namespaces behind a masq VIP 10.10.10.10:80 in the root
@@ -403,9 +460,38 @@ scenario_handover() {
     start_ipvs
 }
 
+# A state file of random bytes: clusterf-ipvs starts anyway, logs at error where the file
+# went, owns what the config names (as on a first start) and writes a good file again.
+scenario_damaged_state() {
+    ec del --prefix /clusterf/
+    ec put /clusterf/services/ds/frontend '{"ipv4":"10.70.0.1","tcp":80}'
+    ec put /clusterf/services/ds/backends/a '{"ipv4":"10.71.0.1","tcp":8080}'
+    expect "damaged state: before" "TCP 10.70.0.1:80 wlc|-> 10.71.0.1:8080 Masq 10 0 0"
+    stop_ipvs
+    head -c 4096 /dev/urandom > /tmp/noise
+    cp /tmp/noise /run/clusterf/ipvs-owned
+    rm -f /run/clusterf/ipvs-owned.corrupt
+    ec put /clusterf/services/ds/backends/b '{"ipv4":"10.71.0.2","tcp":8080}'
+    marker=$(wc -l < $LOG)
+    start_ipvs
+    expect "damaged state: clusterf-ipvs starts on random bytes and applies the table" \
+        "TCP 10.70.0.1:80 wlc|-> 10.71.0.1:8080 Masq 10 0 0|-> 10.71.0.2:8080 Masq 10 0 0"
+    check "damaged state: still running" kill -0 $IPVS_PID
+    tail -n +$((marker + 1)) $LOG > /tmp/damaged.log
+    check "damaged state: the set-aside is logged at error with the path and where it went" \
+        grep -q 'level=error .*msg="damaged state file set aside" path=/run/clusterf/ipvs-owned .*moved to /run/clusterf/ipvs-owned.corrupt' /tmp/damaged.log
+    check "damaged state: ipvs-owned.corrupt holds the damaged bytes" \
+        cmp -s /tmp/noise /run/clusterf/ipvs-owned.corrupt
+    wait_for "damaged state: a good state file is written again" 20 \
+        grep -q '^inet tcp 10.70.0.1 80 0$' /run/clusterf/ipvs-owned
+    ec del --prefix /clusterf/services/ds
+    expect "damaged state: the service it owns again is removed with its config" ""
+}
+
 start_etcd || { echo "guest_clusterf_ipvs: 0 passed, 1 failed, 0 skipped"; exit 1; }
 start_ipvs
-for s in seed routes families foreign_drift_invalid restart sighup etcd_restart local_tree status advertise packets handover; do
+for s in seed routes families foreign_drift_invalid restart sighup etcd_restart local_tree status advertise packets \
+         damaged_state handover; do
     want "$s" || continue
     echo "== $s"
     case $s in
@@ -414,7 +500,7 @@ for s in seed routes families foreign_drift_invalid restart sighup etcd_restart 
         sighup) scenario_sighup;;
         etcd_restart) scenario_etcd_restart;; local_tree) scenario_local_tree;; status) scenario_status;;
         advertise) scenario_advertise;; packets) scenario_packets;;
-        handover) scenario_handover;;
+        damaged_state) scenario_damaged_state;; handover) scenario_handover;;
     esac
 done
 stop_ipvs
