@@ -446,7 +446,9 @@ static void check_set_aside(const char *what, const void *bytes, size_t len)
     }
     w.cfg = config_store_new(NULL);
     w.kernel = ipvs_fake_new();
-    w.iface = (struct ipvs_iface){.self = &w, .dump = world_dump, .apply = world_apply};
+    w.iface = (struct ipvs_iface){.self = &w, .dump = world_dump,
+                                  .dump_services = world_dump_services,
+                                  .dump_dests = world_dump_dests, .apply = world_apply};
     struct ipvs_service web = tcp_svc("10.9.0.1", 80), hand = tcp_svc("192.0.2.1", 22);
     by_hand(&w, IPVS_OP_ADD_SERVICE, &web, NULL);
     by_hand(&w, IPVS_OP_ADD_SERVICE, &hand, NULL);
