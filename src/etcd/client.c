@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define TICK_MS 100
 
@@ -217,7 +218,8 @@ static int64_t tick_all(etcd_client *c, int64_t now)
         int64_t d = etcd_lease_tick(l, now);
         due = d < due ? d : due;
     }
-    return due;
+    int64_t d = etcd_auth_tick(c, now);  /* after the streams: they may have asked for a token */
+    return d < due ? d : due;
 }
 
 /* Unlink every watch/lease whose free has completed and wake the waiters. Returns true when
@@ -250,7 +252,7 @@ static bool unlink_done(etcd_client *c)
         }
     }
     pthread_cond_broadcast(&c->cond);
-    bool stop = c->stopping && !c->watches && !c->leases;
+    bool stop = c->stopping && !c->watches && !c->leases && !etcd_auth_busy(c);
     pthread_mutex_unlock(&c->mu);
     return stop;
 }
@@ -270,8 +272,13 @@ static void *client_thread(void *arg)
         gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                                        gpr_time_from_millis(wait, GPR_TIMESPAN));
         grpc_event ev = grpc_completion_queue_next(c->cq, dl, NULL);
-        if (ev.type == GRPC_OP_COMPLETE)
-            etcd_stream_complete(ev.tag, ev.success != 0);
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        struct etcd_stream_tag *t = ev.tag;
+        if (t->kind == ETCD_TAG_AUTH)
+            etcd_auth_complete(c, ev.success != 0);
+        else
+            etcd_stream_complete(t, ev.success != 0);
     }
     return NULL;
 }
@@ -345,8 +352,12 @@ int etcd_client_new(const etcd_config *cfg, etcd_client **out, etcd_error *err)
     }
     grpc_init();
     pthread_mutex_init(&c->mu, NULL);
-    pthread_mutex_init(&c->auth_mu, NULL);
-    pthread_cond_init(&c->cond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);  /* etcd_auth_wait's deadlines */
+    pthread_cond_init(&c->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    backoff_init(&c->auth.bo, 100, 2000);
     c->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 5000;
     c->cq = grpc_completion_queue_create_for_next(NULL);
     int rc = make_channels(c, cfg, err);
@@ -389,7 +400,6 @@ void etcd_client_free(etcd_client *c)
         ;
     grpc_completion_queue_destroy(c->cq);
     pthread_mutex_destroy(&c->mu);
-    pthread_mutex_destroy(&c->auth_mu);
     pthread_cond_destroy(&c->cond);
     free(c->token);
     free(c->username);

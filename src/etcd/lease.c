@@ -16,14 +16,15 @@
 #define KEEPALIVE_METHOD "/etcdserverpb.Lease/LeaseKeepAlive"
 
 /* LeaseGrant: returns 0 with the ID and granted TTL, or -errno. */
-static int grant(etcd_client *c, int64_t ttl, int64_t *id, int64_t *granted, etcd_error *err)
+static int grant(etcd_client *c, int64_t ttl, int64_t *id, int64_t *granted, int64_t *sent_at,
+                 etcd_error *err)
 {
     Etcdserverpb__LeaseGrantRequest req = ETCDSERVERPB__LEASE_GRANT_REQUEST__INIT;
     req.ttl = ttl;
     uint8_t buf[32], *resp = NULL;
     size_t len = etcdserverpb__lease_grant_request__pack(&req, buf), resp_len = 0;
-    int rc = etcd_unary(c, "/etcdserverpb.Lease/LeaseGrant", buf, len, ETCD_RETRY_ALWAYS, true,
-                        &resp, &resp_len, err);
+    int rc = etcd_unary_timed(c, "/etcdserverpb.Lease/LeaseGrant", buf, len, ETCD_RETRY_ALWAYS,
+                              true, &resp, &resp_len, sent_at, err);
     if (rc < 0)
         return rc;
     Etcdserverpb__LeaseGrantResponse *r = etcdserverpb__lease_grant_response__unpack(NULL, resp_len, resp);
@@ -100,7 +101,13 @@ static int64_t keepalive(etcd_lease *l, int64_t now)
         bool refresh = l->need_auth;
         l->need_auth = false;
         l->closing = false;
-        if (etcd_stream_open(&l->st, refresh, &err) < 0) {
+        int rc = etcd_stream_open(&l->st, refresh, &err);
+        if (rc == -EINPROGRESS) {  /* a token is on its way: look again soon */
+            l->need_auth = refresh;
+            l->retry_at = now + ETCD_AUTH_POLL_MS;
+            return l->retry_at;
+        }
+        if (rc < 0) {
             l->retry_at = now + backoff_next(&l->bo);
             return l->retry_at;
         }
@@ -161,8 +168,8 @@ bool etcd_lease_done(etcd_lease *l)
 int etcd_lease_new(etcd_client *c, int64_t ttl_s, etcd_lease **out, etcd_error *err)
 {
     *out = NULL;
-    int64_t t0 = clock_now_ms(), id = 0, granted = 0;
-    int rc = grant(c, ttl_s, &id, &granted, err);
+    int64_t t0 = 0, id = 0, granted = 0;  /* t0: when the granting request was sent */
+    int rc = grant(c, ttl_s, &id, &granted, &t0, err);
     if (rc < 0)
         return rc;
     etcd_lease *l = calloc(1, sizeof *l);
@@ -226,8 +233,8 @@ int etcd_lease_regrant(etcd_lease *l, etcd_error *err)
         etcd_err_set(err, ETCD_ERR_LOCAL, NULL, "lease was revoked");
         return -EINVAL;
     }
-    int64_t t0 = clock_now_ms(), id = 0, granted = 0;
-    int rc = grant(l->c, l->req_ttl, &id, &granted, err);
+    int64_t t0 = 0, id = 0, granted = 0;  /* t0: when the granting request was sent */
+    int rc = grant(l->c, l->req_ttl, &id, &granted, &t0, err);
     if (rc < 0)
         return rc;
     uint64_t v;

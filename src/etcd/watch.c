@@ -234,7 +234,15 @@ static void open_stream(etcd_watch *w, int64_t now)
     w->need_auth = false;
     w->closing = false;
     w->created = false;
-    if (etcd_stream_open(&w->st, refresh, &err) < 0) {
+    int rc = etcd_stream_open(&w->st, refresh, &err);
+    if (rc == -EINPROGRESS) {  /* a token is on its way: look again soon */
+        w->need_auth = refresh;
+        w->retry_at = now + ETCD_AUTH_POLL_MS;
+        if (err.code)
+            report(w, 0, &err);
+        return;
+    }
+    if (rc < 0) {
         w->retry_at = now + backoff_next(&w->bo);
         report(w, 0, &err);
         return;
