@@ -9,6 +9,7 @@
 #include "etcd/etcd.h"
 #include "common/timeutil.h"
 
+#include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,9 +163,52 @@ out:
     etcdh_destroy(&h);
 }
 
+/* A wrong password: a unary call fails with etcd's reason, a lease cannot be granted, and a
+ * watch (whose token the client thread fetches) reports the reason on its fd. */
+static void test_wrong_password(void)
+{
+    if (!need_etcd())
+        return;
+    etcdh h = {0};
+    etcd_client *c = NULL;
+    etcd_watch *w = NULL;
+    etcd_error err = {0};
+    snprintf(h.extra_args, sizeof h.extra_args, "--bcrypt-cost=4");
+    if (!CHECK_MSG(etcdh_start(&h, 1) == 0, "etcd did not start"))
+        return;
+    if (!CHECK_MSG(setup_auth(&h) == 0, "auth setup failed"))
+        goto out;
+    etcd_config cfg = {.endpoints = h.endpoints, .username = "app", .password = "wrong",
+                       .timeout_ms = 20000};
+    if (!CHECK_MSG(etcd_client_new(&cfg, &c, &err) == 0, "%s", err.msg))
+        goto out;
+    CHECK_INT(etcd_put(c, "/app/a", 6, "1", 1, 0, NULL, &err), -EINVAL);
+    CHECK_MSG(strstr(err.msg, "authentication failed"), "put: %s", err.msg);
+    etcd_lease *l = NULL;
+    CHECK(etcd_lease_new(c, 5, &l, &err) < 0 && l == NULL);
+    CHECK_MSG(strstr(err.msg, "authentication failed"), "lease: %s", err.msg);
+    CHECK_INT(etcd_watch_new(c, "/app/", 5, 0, &w, &err), 0);
+    etcd_error seen = {0};
+    for (int64_t end = clock_now_ms() + 30000; w && !seen.code && clock_now_ms() < end;) {
+        struct pollfd pfd = {.fd = etcd_watch_fd(w), .events = POLLIN};
+        etcd_watch_batch *b = NULL;
+        if (poll(&pfd, 1, 1000) > 0 && etcd_watch_take(w, &b) == 1) {
+            seen = b->err;
+            etcd_watch_batch_free(b);
+        }
+    }
+    printf("  watch: %s: %s\n", etcd_code_name(seen.code), seen.msg);
+    CHECK_MSG(strstr(seen.msg, "authentication failed"), "watch reported: %s", seen.msg);
+out:
+    etcd_watch_free(w);
+    etcd_client_free(c);
+    etcdh_destroy(&h);
+}
+
 int main(int argc, char **argv)
 {
     check_init(argc, argv);
     check_run("refresh_does_not_stall_streams", test_refresh_does_not_stall_streams);
+    check_run("wrong_password", test_wrong_password);
     return check_end();
 }
