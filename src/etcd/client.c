@@ -7,6 +7,7 @@
 #include "common/log.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/log.h>
@@ -110,10 +111,13 @@ static int parse_url(const char *url, char **target, bool *tls)
     return 0;
 }
 
-static grpc_channel_args *channel_args(void)
+#define N_CHANNEL_ARGS 10
+
+/* The channel settings; args must have room for N_CHANNEL_ARGS. */
+static grpc_channel_args channel_args(grpc_arg *args, size_t max_recv)
 {
-    static grpc_arg args[] = {
-        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = -1}},
+    grpc_arg a[N_CHANNEL_ARGS] = {
+        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = (int)max_recv}},
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = -1}},
         {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIME_MS, {.integer = 10000}},
         {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIMEOUT_MS, {.integer = 5000}},
@@ -126,8 +130,8 @@ static grpc_channel_args *channel_args(void)
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, {.integer = 2000}},
         {GRPC_ARG_INTEGER, GRPC_ARG_ENABLE_RETRIES, {.integer = 0}},
     };
-    static grpc_channel_args ca = {sizeof args / sizeof args[0], args};
-    return &ca;
+    memcpy(args, a, sizeof a);
+    return (grpc_channel_args){N_CHANNEL_ARGS, args};
 }
 
 /* TLS credentials from the config's files (NULL file = system roots / no client cert). */
@@ -165,6 +169,9 @@ static int make_channels(etcd_client *c, const etcd_config *cfg, etcd_error *err
     const char *list = cfg->endpoints && *cfg->endpoints ? cfg->endpoints : "http://127.0.0.1:2379";
     char *dup = strdup(list), *save = NULL;
     grpc_channel_credentials *insecure = NULL, *secure = NULL;
+    grpc_arg args[N_CHANNEL_ARGS];
+    size_t max_recv = cfg->max_recv_bytes ? cfg->max_recv_bytes : ETCD_MAX_RECV_BYTES;
+    grpc_channel_args ca = channel_args(args, max_recv < INT_MAX ? max_recv : INT_MAX);
     int rc = -ENOMEM;
     if (!dup || !(c->eps = calloc(strlen(list) / 8 + 2, sizeof *c->eps)))
         goto out;
@@ -185,7 +192,7 @@ static int make_channels(etcd_client *c, const etcd_config *cfg, etcd_error *err
         }
         if (!tls && !insecure)
             insecure = grpc_insecure_credentials_create();
-        ep->ch = grpc_channel_create(ep->target, tls ? secure : insecure, channel_args());
+        ep->ch = grpc_channel_create(ep->target, tls ? secure : insecure, &ca);
     }
     rc = 0;
     if (c->n_eps == 0) {

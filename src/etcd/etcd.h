@@ -39,7 +39,14 @@ typedef struct etcd_config {
     const char *username;   /* optional etcd user; password is then required */
     const char *password;
     int64_t timeout_ms;     /* deadline of each unary call incl. retries; 0 = 5000 */
+    size_t max_recv_bytes;  /* largest message accepted from etcd; 0 = ETCD_MAX_RECV_BYTES */
 } etcd_config;
+
+/* Default bound of one received message: fits a watch response fragment (etcd splits them
+ * at --max-request-bytes, 1.5 MiB by default) and a Range page (pages shrink to fit, down to
+ * one key), with room for servers configured with larger requests. A larger message fails
+ * the call or the watch stream with RESOURCE_EXHAUSTED (-ENOSPC), reported to the caller. */
+#define ETCD_MAX_RECV_BYTES (64u << 20)
 
 /* Error code for failures that did not come from gRPC or etcd (bad config, memory, ...). */
 #define ETCD_ERR_LOCAL (-1)
@@ -178,6 +185,17 @@ int etcd_watch_fd(const etcd_watch *w);
  * nothing is queued. Free the batch with etcd_watch_batch_free. */
 int etcd_watch_take(etcd_watch *w, etcd_watch_batch **out);
 void etcd_watch_batch_free(etcd_watch_batch *b);
+
+/* Bound the queue between the client thread and the consumer. Once it holds max_events
+ * events or max_bytes bytes (keys + values + ~48 bytes per event), the watch stops reading
+ * from etcd -- gRPC and etcd hold the rest, nothing is dropped -- and hands over more as the
+ * consumer takes. Events are queued in whole revisions, so the queue exceeds a limit only
+ * when one revision alone is larger. Defaults: ETCD_WATCH_QUEUE_EVENTS, _BYTES. Memory held
+ * per watch is then at most the queue plus one received message (etcd_config.max_recv_bytes).
+ * Returns 0, or -EINVAL for a zero limit. */
+#define ETCD_WATCH_QUEUE_EVENTS 16384
+#define ETCD_WATCH_QUEUE_BYTES (16u << 20)
+int etcd_watch_set_queue_limit(etcd_watch *w, size_t max_events, size_t max_bytes);
 
 /* The next revision the watch will deliver (last delivered event + 1). */
 int64_t etcd_watch_next_revision(etcd_watch *w);

@@ -174,8 +174,12 @@ struct etcd_watch {
     bool created;
     etcd_event *frag;             /* events of an unfinished fragmented response */
     size_t n_frag, cap_frag;
+    etcd_event *pend;             /* a complete response's events not yet queued: [off, n) */
+    size_t n_pend, off_pend;
     /* shared, under c->mu */
     etcd_watch_batch *q;          /* queued for etcd_watch_take, NULL when empty */
+    size_t q_bytes;               /* bytes of the events in q (event_bytes) */
+    size_t max_events, max_bytes; /* limits of q (etcd_watch_set_queue_limit) */
     int64_t shared_next;
     bool restart_req;
     int64_t restart_rev;
