@@ -135,6 +135,10 @@ int etcd_unary_timed(etcd_client *c, const char *method, const uint8_t *req, siz
                      enum etcd_retry retry, bool with_auth, uint8_t **resp, size_t *resp_len,
                      int64_t *sent_at, etcd_error *err)
 {
+    if (pthread_equal(pthread_self(), c->thread)) {  /* it must never wait on the network */
+        etcd_err_set(err, ETCD_ERR_LOCAL, NULL, "synchronous etcd call on the client thread");
+        return -EDEADLK;
+    }
     int64_t deadline = clock_now_ms() + c->timeout_ms;
     bool reauthed = false;
     size_t fails = 0;

@@ -80,7 +80,7 @@ enum etcd_retry { ETCD_RETRY_ALWAYS, ETCD_RETRY_UNSENT };
 /* ---- call.c ---- */
 /* Synchronous unary call: method path, packed request; on success *resp (malloc'd) and
  * *resp_len. Handles failover, the per-call deadline and (with_auth) the token. Returns 0 or
- * -errno with err filled. */
+ * -errno with err filled; -EDEADLK on the client thread, which must never block on it. */
 int etcd_unary(etcd_client *c, const char *method, const uint8_t *req, size_t req_len,
                enum etcd_retry retry, bool with_auth, uint8_t **resp, size_t *resp_len,
                etcd_error *err);

@@ -442,10 +442,11 @@ int etcd_watch_restart(etcd_watch *w, int64_t start_revision)
     w->gen++;
     w->restart_rev = start_revision > 0 ? start_revision : 0;
     w->shared_next = w->restart_rev;
-    etcd_watch_batch_free(w->q);
+    etcd_watch_batch *old = w->q;
     w->q = NULL;
     w->q_bytes = 0;
     pthread_mutex_unlock(&w->c->mu);
+    etcd_watch_batch_free(old);  /* outside the lock the client thread takes */
     return 0;
 }
 
