@@ -52,6 +52,12 @@ static void deadline_ts(int64_t deadline_ms, struct timespec *ts)
     ts->tv_nsec = (deadline_ms % 1000) * 1000000L;
 }
 
+/* A failure another attempt (on another endpoint, after a backoff) may cure. */
+static bool transient(int code)
+{
+    return code == GRPC_STATUS_UNAVAILABLE || code == GRPC_STATUS_DEADLINE_EXCEEDED;
+}
+
 int etcd_auth_wait(etcd_client *c, uint64_t seen_gen, int64_t deadline_ms, etcd_error *err)
 {
     if (pthread_equal(pthread_self(), c->thread)) {  /* would wait for itself */
@@ -62,21 +68,25 @@ int etcd_auth_wait(etcd_client *c, uint64_t seen_gen, int64_t deadline_ms, etcd_
     deadline_ts(deadline_ms, &ts);
     pthread_mutex_lock(&c->mu);
     want_locked(c, seen_gen);
-    uint64_t fails = c->auth.fails;
-    bool timed_out = false;
-    while (c->token_gen == seen_gen && c->auth.fails == fails && !c->stopping && !timed_out)
-        timed_out = pthread_cond_timedwait(&c->cond, &c->mu, &ts) == ETIMEDOUT;
-    int rc = 0;
     const etcd_error *last = &c->auth.last_err;
+    uint64_t fails0 = c->auth.fails, fails = fails0;
+    bool timed_out = false;
+    /* wait for a token, a definitive failure, or the deadline (through transient failures) */
+    while (c->token_gen == seen_gen && !c->stopping && !timed_out) {
+        if (c->auth.fails != fails && !transient(last->code))
+            break;
+        fails = c->auth.fails;
+        timed_out = pthread_cond_timedwait(&c->cond, &c->mu, &ts) == ETIMEDOUT;
+    }
+    int rc = 0;
     if (c->token_gen != seen_gen) {
         rc = 0;
-    } else if (c->auth.fails != fails) {
+    } else if (c->auth.fails != fails0) {
         if (err)
             *err = *last;
         rc = last->code == ETCD_ERR_LOCAL ? -EPROTO : etcd_errno_of(last->code);
     } else {
-        etcd_err_set(err, GRPC_STATUS_DEADLINE_EXCEEDED, last->endpoint, "no auth token in time%s%s",
-                     c->auth.fails ? "; last attempt: " : "", c->auth.fails ? last->msg : "");
+        etcd_err_set(err, GRPC_STATUS_DEADLINE_EXCEEDED, NULL, "no auth token in time");
         rc = -ETIMEDOUT;
     }
     pthread_mutex_unlock(&c->mu);
