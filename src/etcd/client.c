@@ -314,10 +314,8 @@ size_t etcd_client_pick(etcd_client *c, char **token, uint64_t *token_gen)
 void etcd_client_rotate(etcd_client *c, size_t from)
 {
     pthread_mutex_lock(&c->mu);
-    if (c->cur == from && c->n_eps > 1) {
-        c->cur = (from + 1) % c->n_eps;
-        log_info("msg=\"etcd endpoint failover\" from=%s to=%s", c->eps[from].url, c->eps[c->cur].url);
-    }
+    if (c->cur == from && c->n_eps > 1)
+        c->cur = (from + 1) % c->n_eps;  /* callers see it in etcd_error.endpoint */
     pthread_mutex_unlock(&c->mu);
 }
 

@@ -224,6 +224,10 @@ int etcd_lease_fd(const etcd_lease *l);
 /* True when the lease has been lost (clears the fd). */
 bool etcd_lease_lost(etcd_lease *l);
 
+/* Why the lease was lost (code, message, endpoint), for the owner to log; zeroed while it is
+ * not lost. The library itself logs nothing. */
+void etcd_lease_loss(etcd_lease *l, etcd_error *why);
+
 /* Grant a fresh lease with the same TTL in place of a lost one (same handle and fd) and keep it
  * alive; re-put the keys with etcd_lease_id() afterwards. Returns 0 or -errno. */
 int etcd_lease_regrant(etcd_lease *l, etcd_error *err);

@@ -98,8 +98,10 @@ bool etcd_auth_needed(etcd_client *c);
 /* True when (code, details) mean the token must be refreshed. */
 bool etcd_auth_error(int code, const char *details);
 /* Any thread but the client thread: ask for a new token (unless one came after seen_gen) and
- * wait for it until deadline_ms. Returns 0, or the next attempt's failure as -errno with err
- * filled (a wrong password: -EINVAL, "authentication failed"), or -ETIMEDOUT. */
+ * wait for it until deadline_ms, through transient failures (UNAVAILABLE, DEADLINE_EXCEEDED:
+ * the thread retries elsewhere with backoff). Returns 0; or a definitive failure as -errno
+ * with err filled (a wrong password: -EINVAL, "authentication failed"); at the deadline the
+ * latest transient failure, or -ETIMEDOUT when no attempt ended. */
 int etcd_auth_wait(etcd_client *c, uint64_t seen_gen, int64_t deadline_ms, etcd_error *err);
 /* Client thread, for streams: 0 when there is a token to open with -- any token, unless etcd
  * rejected generation rejected_gen and no newer one came. Else asks for one and returns
@@ -210,7 +212,9 @@ struct etcd_lease {
     int64_t id, ttl, granted_at, req_ttl;
     uint64_t gen;
     bool lost, free_req, detached;
+    etcd_error loss;              /* why it was lost */
     /* client thread only, continued */
+    etcd_error kerr;              /* the keep-alive stream's latest failure */
     int64_t sent_at;
     bool need_auth;
 };

@@ -5,9 +5,9 @@
  * within the TTL; the loss is signalled on an eventfd so the owner can re-grant and re-put. */
 #include "etcd/internal.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.pb-c.h"
-#include "common/log.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -42,15 +42,19 @@ static int grant(etcd_client *c, int64_t ttl, int64_t *id, int64_t *granted, int
     return rc;
 }
 
-/* Mark the lease lost and wake the owner (client thread). */
-static void lose(etcd_lease *l, const char *why)
+/* Mark the lease lost, keep why for etcd_lease_loss, and wake the owner (client thread). */
+static void lose(etcd_lease *l, int code, const char *why)
 {
+    etcd_error e = {0};
+    const etcd_error *k = &l->kerr;
+    etcd_err_set(&e, code, k->endpoint, "lease %llx: %s%s%s", (unsigned long long)l->kid, why,
+                 k->code ? "; last keep-alive stream error: " : "", k->code ? k->msg : "");
     l->klost = true;
-    log_info("msg=\"etcd lease lost\" lease=%llx reason=\"%s\"", (unsigned long long)l->kid, why);
     pthread_mutex_lock(&l->c->mu);
     if (l->gen == l->kgen) {
         uint64_t one = 1;
         l->lost = true;
+        l->loss = e;
         if (write(l->efd, &one, sizeof one) < 0) {
             /* EAGAIN: already readable */
         }
@@ -67,10 +71,11 @@ static void on_message(void *owner, const uint8_t *buf, size_t len)
         return;
     if (r->id == l->kid && !l->klost) {
         if (r->ttl <= 0) {
-            lose(l, "etcd answered TTL 0 (expired or revoked)");
+            lose(l, GRPC_STATUS_NOT_FOUND, "etcd answered TTL 0 (expired or revoked)");
         } else {
             l->last_ok = l->sent_at;
             l->kttl = r->ttl;
+            l->kerr.code = 0;
             backoff_reset(&l->bo);
         }
     }
@@ -85,10 +90,8 @@ static void on_closed(void *owner, int code, const char *details)
     if (code == GRPC_STATUS_UNAVAILABLE)
         etcd_client_rotate(l->c, l->st.ep);
     l->need_auth = etcd_auth_error(code, details);
-    int64_t delay = backoff_next(&l->bo);
-    l->retry_at = clock_now_ms() + delay;
-    log_info("msg=\"etcd lease keep-alive stream closed\" endpoint=%s code=%s error=\"%.120s\" retry_ms=%lld",
-             l->c->eps[l->st.ep].url, etcd_code_name(code), details, (long long)delay);
+    l->retry_at = clock_now_ms() + backoff_next(&l->bo);
+    etcd_err_set(&l->kerr, code, l->c->eps[l->st.ep].url, "%s: %s", etcd_code_name(code), details);
 }
 
 /* Send one keep-alive when it is due; returns when the next one is due. */
@@ -147,12 +150,13 @@ int64_t etcd_lease_tick(etcd_lease *l, int64_t now)
         l->kttl = ttl;
         l->last_ok = at;
         l->klost = false;
+        memset(&l->kerr, 0, sizeof l->kerr);
         l->next_send = at + ttl * 1000 / 3;
     }
     if (l->klost)
         return INT64_MAX;
     if (now - l->last_ok > l->kttl * 1000) {
-        lose(l, "no keep-alive answer within the TTL");
+        lose(l, GRPC_STATUS_DEADLINE_EXCEEDED, "no keep-alive answer within the TTL");
         return INT64_MAX;
     }
     int64_t due = keepalive(l, now);
@@ -227,6 +231,13 @@ bool etcd_lease_lost(etcd_lease *l)
     return lost;
 }
 
+void etcd_lease_loss(etcd_lease *l, etcd_error *why)
+{
+    pthread_mutex_lock(&l->c->mu);
+    *why = l->loss;
+    pthread_mutex_unlock(&l->c->mu);
+}
+
 int etcd_lease_regrant(etcd_lease *l, etcd_error *err)
 {
     if (l->detached) {
@@ -244,6 +255,7 @@ int etcd_lease_regrant(etcd_lease *l, etcd_error *err)
     l->granted_at = t0;
     l->gen++;
     l->lost = false;
+    memset(&l->loss, 0, sizeof l->loss);
     if (read(l->efd, &v, sizeof v) < 0) {
         /* EAGAIN: not signalled */
     }

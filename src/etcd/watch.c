@@ -7,7 +7,6 @@
  * (progress) never move the resume point. A compaction stops the watch until a restart. */
 #include "etcd/internal.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.pb-c.h"
-#include "common/log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -203,8 +202,6 @@ static void handle_response(etcd_watch *w, Etcdserverpb__WatchResponse *r)
         }
     }
     if (r->compact_revision != 0) {
-        log_info("msg=\"etcd watch compacted\" next_revision=%lld compact_revision=%lld",
-                 (long long)w->next_rev, (long long)r->compact_revision);
         w->stopped = true;
         report(w, r->compact_revision, NULL);
         etcd_stream_cancel(&w->st);
@@ -225,9 +222,7 @@ static void handle_response(etcd_watch *w, Etcdserverpb__WatchResponse *r)
         etcd_stream_cancel(&w->st);
         return;
     }
-    if (r->fragment)
-        log_debug("msg=\"etcd watch fragment\" events=%zu joined=%zu", r->n_events, w->n_frag);
-    else
+    if (!r->fragment)
         deliver(w);
 }
 
@@ -262,8 +257,6 @@ static void on_closed(void *owner, int code, const char *details)
         w->need_auth = true;
     int64_t delay = backoff_next(&w->bo);
     w->retry_at = clock_now_ms() + delay;
-    log_info("msg=\"etcd watch stream closed, resuming\" endpoint=%s code=%s next_revision=%lld retry_ms=%lld",
-             w->last_err.endpoint, etcd_code_name(w->last_err.code), (long long)w->next_rev, (long long)delay);
     report(w, 0, &w->last_err);
     memset(&w->last_err, 0, sizeof w->last_err);
 }
