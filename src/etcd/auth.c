@@ -108,7 +108,8 @@ int etcd_auth_pending(etcd_client *c, bool rejected, uint64_t rejected_gen, uint
     return wait ? -EINPROGRESS : 0;
 }
 
-/* Pack the request and start the six-op batch on the client's queue. */
+/* Pack the request and start the six-op batch on the client's queue. Kept in one piece:
+ * every op points into struct etcd_auth, released together by auth_release. */
 static int auth_start(etcd_client *c)
 {
     struct etcd_auth *a = &c->auth;

@@ -36,7 +36,9 @@ typedef struct etcd_config {
     const char *ca_file;    /* PEM CA bundle for https:// endpoints (NULL = system roots) */
     const char *cert_file;  /* optional client certificate (PEM), needs key_file */
     const char *key_file;
-    const char *username;   /* optional etcd user; password is then required */
+    const char *username;   /* optional etcd user; password is then required. The token is
+                             * fetched (and refreshed when etcd rejects it) by the client
+                             * thread without blocking it; calls wait for it. */
     const char *password;
     int64_t timeout_ms;     /* deadline of each unary call incl. retries; 0 = 5000 */
     size_t max_recv_bytes;  /* largest message accepted from etcd; 0 = ETCD_MAX_RECV_BYTES */
