@@ -45,14 +45,14 @@ static int64_t store_revision(void)
 /* TXNS transactions of PER_TXN puts each: /burst/00000 .. /burst/09999. */
 static bool write_burst(void)
 {
-    static char keys[PER_TXN][16], vals[PER_TXN][16];
+    static char keys[PER_TXN][24], vals[PER_TXN][24];
     etcd_op ops[PER_TXN];
     for (int t = 0; t < TXNS; t++) {
         for (int i = 0; i < PER_TXN; i++) {
             int n = t * PER_TXN + i;
             ops[i] = (etcd_op){.type = ETCD_OP_PUT, .key = keys[i],
-                               .key_len = (size_t)snprintf(keys[i], 16, "/burst/%05d", n),
-                               .value = vals[i], .value_len = (size_t)snprintf(vals[i], 16, "v%d", n)};
+                               .key_len = (size_t)snprintf(keys[i], 24, "/burst/%05d", n),
+                               .value = vals[i], .value_len = (size_t)snprintf(vals[i], 24, "v%d", n)};
         }
         etcd_error err = {0};
         bool ok = false;
@@ -65,7 +65,7 @@ static bool write_burst(void)
 /* Event number n of the burst, written at revision first + n / PER_TXN. */
 static bool burst_event_ok(const etcd_event *e, int n, int64_t first)
 {
-    char key[16];
+    char key[24];
     snprintf(key, sizeof key, "/burst/%05d", n);
     return e->type == ETCD_EVENT_PUT && e->kv.key_len == strlen(key) &&
            memcmp(e->kv.key, key, e->kv.key_len) == 0 && e->kv.mod_revision == first + n / PER_TXN;
