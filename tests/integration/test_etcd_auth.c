@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -212,10 +213,69 @@ out:
     etcdh_destroy(&h);
 }
 
+/* Put n keys /app/<tag>-<i>; returns the last revision, or 0. */
+static int64_t put_keys(etcd_client *c, const char *tag, int n)
+{
+    int64_t rev = 0;
+    etcd_error err = {0};
+    for (int i = 0; i < n; i++) {
+        char k[32];
+        int kl = snprintf(k, sizeof k, "/app/%s-%02d", tag, i);
+        if (etcd_put(c, k, (size_t)kl, "v", 1, 0, &rev, &err) < 0) {
+            check_fail(__FILE__, __LINE__, "put %s: %s: %s", k, etcd_code_name(err.code), err.msg);
+            return 0;
+        }
+    }
+    return rev;
+}
+
+/* etcd restarts and forgets every token: the watch's stream breaks, its reopening is refused
+ * until the client thread has fetched a new token, and it resumes with no gap. */
+static void test_watch_resumes_with_new_token(void)
+{
+    if (!need_etcd())
+        return;
+    etcdh h = {0};
+    etcd_client *c = NULL;
+    etcd_watch *w = NULL;
+    etcd_collect col = {0};
+    etcd_error err = {0};
+    snprintf(h.extra_args, sizeof h.extra_args, "--bcrypt-cost=4");
+    if (!CHECK_MSG(etcdh_start(&h, 1) == 0, "etcd did not start"))
+        return;
+    if (!CHECK_MSG(setup_auth(&h) == 0, "auth setup failed"))
+        goto out;
+    etcd_config cfg = {.endpoints = h.endpoints, .username = "app", .password = "apppw",
+                       .timeout_ms = 20000};
+    int64_t rev0 = 0;
+    if (etcd_client_new(&cfg, &c, &err) < 0 || etcd_put(c, "/app/start", 10, "1", 1, 0, &rev0, &err) < 0 ||
+        etcd_watch_new(c, "/app/", 5, rev0 + 1, &w, &err) < 0) {
+        check_fail(__FILE__, __LINE__, "setup: %s: %s", etcd_code_name(err.code), err.msg);
+        goto out;
+    }
+    int64_t rev = put_keys(c, "before", 5);
+    CHECK_MSG(rev && etcd_collect_to(w, &col, rev, 30000), "before the restart: %zu events", col.n);
+    etcdh_stop_member(&h, 0, SIGTERM);
+    if (!CHECK_MSG(etcdh_restart_member(&h, 0, true) == 0, "etcd did not restart"))
+        goto out;
+    rev = put_keys(c, "after", 5);
+    CHECK_MSG(rev && etcd_collect_to(w, &col, rev, 30000), "after the restart: %zu events", col.n);
+    printf("  %zu events, %d stream failures reported\n", col.n, col.notices);
+    CHECK_MSG(col.notices > 0, "the watch stream did not break");
+    if (rev)
+        contiguous(&col, rev0 + 1, rev);
+out:
+    etcd_collect_free(&col);
+    etcd_watch_free(w);
+    etcd_client_free(c);
+    etcdh_destroy(&h);
+}
+
 int main(int argc, char **argv)
 {
     check_init(argc, argv);
     check_run("refresh_does_not_stall_streams", test_refresh_does_not_stall_streams);
     check_run("wrong_password", test_wrong_password);
+    check_run("watch_resumes_with_new_token", test_watch_resumes_with_new_token);
     return check_end();
 }
