@@ -132,7 +132,10 @@ static int keep_alive(struct reg *r, int sig_fd)
         if (n > 0 && (p[0].revents & POLLIN))
             return 0;
         if (n > 0 && (p[1].revents & POLLIN) && etcd_lease_lost(r->lease)) {
-            log_warn("msg=\"lease lost; granting a new one\" key=%s", r->key);
+            etcd_error why = {0};
+            etcd_lease_loss(r->lease, &why);
+            log_warn("msg=\"lease lost; granting a new one\" key=%s code=%s reason=\"%s\"",
+                     r->key, etcd_code_name(why.code), why.msg);
             regrant = put = true;
             backoff_reset(&bo);
         }

@@ -291,8 +291,11 @@ static void on_lease(dockerd *d)
 {
     if (!d->lease || !etcd_lease_lost(d->lease))
         return;
-    log_warn("msg=\"etcd lease lost; re-granting and re-writing every key\" lease=%llx",
-             (unsigned long long)etcd_lease_id(d->lease));
+    etcd_error why = {0};
+    etcd_lease_loss(d->lease, &why);
+    log_warn("msg=\"etcd lease lost; re-granting and re-writing every key\" lease=%llx "
+             "code=%s endpoint=%s reason=\"%s\"", (unsigned long long)etcd_lease_id(d->lease),
+             etcd_code_name(why.code), why.endpoint[0] ? why.endpoint : "-", why.msg);
     d->lease_lost = true;
     for (size_t i = 0; i < d->n; i++) {
         free(d->v[i].have);

@@ -2,7 +2,8 @@
  *
  * Each call gets its own pluck completion queue, so any thread may call at any time. A call
  * that fails with UNAVAILABLE moves the client to the next endpoint and is retried there when
- * its retry policy allows (mutating calls only when they cannot have been sent). */
+ * its retry policy allows (mutating calls only when they cannot have been sent). A missing or
+ * rejected token is fetched by the client thread (auth.c); the caller waits for it here. */
 #include "etcd/internal.h"
 
 #include <errno.h>
@@ -127,6 +128,17 @@ int etcd_unary(etcd_client *c, const char *method, const uint8_t *req, size_t re
                enum etcd_retry retry, bool with_auth, uint8_t **resp, size_t *resp_len,
                etcd_error *err)
 {
+    return etcd_unary_timed(c, method, req, req_len, retry, with_auth, resp, resp_len, NULL, err);
+}
+
+int etcd_unary_timed(etcd_client *c, const char *method, const uint8_t *req, size_t req_len,
+                     enum etcd_retry retry, bool with_auth, uint8_t **resp, size_t *resp_len,
+                     int64_t *sent_at, etcd_error *err)
+{
+    if (pthread_equal(pthread_self(), c->thread)) {  /* it must never wait on the network */
+        etcd_err_set(err, ETCD_ERR_LOCAL, NULL, "synchronous etcd call on the client thread");
+        return -EDEADLK;
+    }
     int64_t deadline = clock_now_ms() + c->timeout_ms;
     bool reauthed = false;
     size_t fails = 0;
@@ -137,7 +149,7 @@ int etcd_unary(etcd_client *c, const char *method, const uint8_t *req, size_t re
         uint64_t gen = 0;
         size_t ep = etcd_client_pick(c, with_auth ? &token : NULL, &gen);
         if (with_auth && c->username && !token) {
-            int rc = etcd_auth_refresh(c, gen, err);
+            int rc = etcd_auth_wait(c, gen, deadline, err);
             if (rc < 0)
                 return rc;
             continue;
@@ -152,17 +164,20 @@ int etcd_unary(etcd_client *c, const char *method, const uint8_t *req, size_t re
         grpc_channel *ch = c->eps[ep].ch;
         bool ready = grpc_channel_check_connectivity_state(ch, 0) == GRPC_CHANNEL_READY;
         struct unary_result r;
+        int64_t attempt_at = clock_now_ms();
         unary_once(ch, method, token, left, req, req_len, &r);
         free(token);
         if (r.status == GRPC_STATUS_OK) {
             *resp = r.resp;
             *resp_len = r.len;
+            if (sent_at)
+                *sent_at = attempt_at;
             return 0;
         }
         etcd_err_set(err, r.status, c->eps[ep].url, "%s", r.details);
         if (with_auth && c->username && !reauthed && etcd_auth_error(r.status, r.details)) {
             reauthed = true;
-            int rc = etcd_auth_refresh(c, gen, err);
+            int rc = etcd_auth_wait(c, gen, deadline, err);
             if (rc < 0)
                 return rc;
             continue;

@@ -7,6 +7,7 @@
 #include "common/log.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/log.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define TICK_MS 100
 
@@ -109,10 +111,13 @@ static int parse_url(const char *url, char **target, bool *tls)
     return 0;
 }
 
-static grpc_channel_args *channel_args(void)
+#define N_CHANNEL_ARGS 10
+
+/* The channel settings; args must have room for N_CHANNEL_ARGS. */
+static grpc_channel_args channel_args(grpc_arg *args, size_t max_recv)
 {
-    static grpc_arg args[] = {
-        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = -1}},
+    grpc_arg a[N_CHANNEL_ARGS] = {
+        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = (int)max_recv}},
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = -1}},
         {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIME_MS, {.integer = 10000}},
         {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIMEOUT_MS, {.integer = 5000}},
@@ -125,8 +130,8 @@ static grpc_channel_args *channel_args(void)
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, {.integer = 2000}},
         {GRPC_ARG_INTEGER, GRPC_ARG_ENABLE_RETRIES, {.integer = 0}},
     };
-    static grpc_channel_args ca = {sizeof args / sizeof args[0], args};
-    return &ca;
+    memcpy(args, a, sizeof a);
+    return (grpc_channel_args){N_CHANNEL_ARGS, args};
 }
 
 /* TLS credentials from the config's files (NULL file = system roots / no client cert). */
@@ -164,6 +169,9 @@ static int make_channels(etcd_client *c, const etcd_config *cfg, etcd_error *err
     const char *list = cfg->endpoints && *cfg->endpoints ? cfg->endpoints : "http://127.0.0.1:2379";
     char *dup = strdup(list), *save = NULL;
     grpc_channel_credentials *insecure = NULL, *secure = NULL;
+    grpc_arg args[N_CHANNEL_ARGS];
+    size_t max_recv = cfg->max_recv_bytes ? cfg->max_recv_bytes : ETCD_MAX_RECV_BYTES;
+    grpc_channel_args ca = channel_args(args, max_recv < INT_MAX ? max_recv : INT_MAX);
     int rc = -ENOMEM;
     if (!dup || !(c->eps = calloc(strlen(list) / 8 + 2, sizeof *c->eps)))
         goto out;
@@ -184,7 +192,7 @@ static int make_channels(etcd_client *c, const etcd_config *cfg, etcd_error *err
         }
         if (!tls && !insecure)
             insecure = grpc_insecure_credentials_create();
-        ep->ch = grpc_channel_create(ep->target, tls ? secure : insecure, channel_args());
+        ep->ch = grpc_channel_create(ep->target, tls ? secure : insecure, &ca);
     }
     rc = 0;
     if (c->n_eps == 0) {
@@ -217,7 +225,8 @@ static int64_t tick_all(etcd_client *c, int64_t now)
         int64_t d = etcd_lease_tick(l, now);
         due = d < due ? d : due;
     }
-    return due;
+    int64_t d = etcd_auth_tick(c, now);  /* after the streams: they may have asked for a token */
+    return d < due ? d : due;
 }
 
 /* Unlink every watch/lease whose free has completed and wake the waiters. Returns true when
@@ -250,7 +259,7 @@ static bool unlink_done(etcd_client *c)
         }
     }
     pthread_cond_broadcast(&c->cond);
-    bool stop = c->stopping && !c->watches && !c->leases;
+    bool stop = c->stopping && !c->watches && !c->leases && !etcd_auth_busy(c);
     pthread_mutex_unlock(&c->mu);
     return stop;
 }
@@ -270,8 +279,13 @@ static void *client_thread(void *arg)
         gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                                        gpr_time_from_millis(wait, GPR_TIMESPAN));
         grpc_event ev = grpc_completion_queue_next(c->cq, dl, NULL);
-        if (ev.type == GRPC_OP_COMPLETE)
-            etcd_stream_complete(ev.tag, ev.success != 0);
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        struct etcd_stream_tag *t = ev.tag;
+        if (t->kind == ETCD_TAG_AUTH)
+            etcd_auth_complete(c, ev.success != 0);
+        else
+            etcd_stream_complete(t, ev.success != 0);
     }
     return NULL;
 }
@@ -300,10 +314,8 @@ size_t etcd_client_pick(etcd_client *c, char **token, uint64_t *token_gen)
 void etcd_client_rotate(etcd_client *c, size_t from)
 {
     pthread_mutex_lock(&c->mu);
-    if (c->cur == from && c->n_eps > 1) {
-        c->cur = (from + 1) % c->n_eps;
-        log_info("msg=\"etcd endpoint failover\" from=%s to=%s", c->eps[from].url, c->eps[c->cur].url);
-    }
+    if (c->cur == from && c->n_eps > 1)
+        c->cur = (from + 1) % c->n_eps;  /* callers see it in etcd_error.endpoint */
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -345,8 +357,12 @@ int etcd_client_new(const etcd_config *cfg, etcd_client **out, etcd_error *err)
     }
     grpc_init();
     pthread_mutex_init(&c->mu, NULL);
-    pthread_mutex_init(&c->auth_mu, NULL);
-    pthread_cond_init(&c->cond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);  /* etcd_auth_wait's deadlines */
+    pthread_cond_init(&c->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    backoff_init(&c->auth.bo, 100, 2000);
     c->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 5000;
     c->cq = grpc_completion_queue_create_for_next(NULL);
     int rc = make_channels(c, cfg, err);
@@ -389,7 +405,6 @@ void etcd_client_free(etcd_client *c)
         ;
     grpc_completion_queue_destroy(c->cq);
     pthread_mutex_destroy(&c->mu);
-    pthread_mutex_destroy(&c->auth_mu);
     pthread_cond_destroy(&c->cond);
     free(c->token);
     free(c->username);

@@ -36,10 +36,19 @@ typedef struct etcd_config {
     const char *ca_file;    /* PEM CA bundle for https:// endpoints (NULL = system roots) */
     const char *cert_file;  /* optional client certificate (PEM), needs key_file */
     const char *key_file;
-    const char *username;   /* optional etcd user; password is then required */
+    const char *username;   /* optional etcd user; password is then required. The token is
+                             * fetched (and refreshed when etcd rejects it) by the client
+                             * thread without blocking it; calls wait for it. */
     const char *password;
     int64_t timeout_ms;     /* deadline of each unary call incl. retries; 0 = 5000 */
+    size_t max_recv_bytes;  /* largest message accepted from etcd; 0 = ETCD_MAX_RECV_BYTES */
 } etcd_config;
+
+/* Default bound of one received message: fits a watch response fragment (etcd splits them
+ * at --max-request-bytes, 1.5 MiB by default) and a Range page (pages shrink to fit, down to
+ * one key), with room for servers configured with larger requests. A larger message fails
+ * the call or the watch stream with RESOURCE_EXHAUSTED (-ENOSPC), reported to the caller. */
+#define ETCD_MAX_RECV_BYTES (64u << 20)
 
 /* Error code for failures that did not come from gRPC or etcd (bad config, memory, ...). */
 #define ETCD_ERR_LOCAL (-1)
@@ -179,6 +188,17 @@ int etcd_watch_fd(const etcd_watch *w);
 int etcd_watch_take(etcd_watch *w, etcd_watch_batch **out);
 void etcd_watch_batch_free(etcd_watch_batch *b);
 
+/* Bound the queue between the client thread and the consumer. Once it holds max_events
+ * events or max_bytes bytes (keys + values + ~48 bytes per event), the watch stops reading
+ * from etcd -- gRPC and etcd hold the rest, nothing is dropped -- and hands over more as the
+ * consumer takes. Events are queued in whole revisions, so the queue exceeds a limit only
+ * when one revision alone is larger. Defaults: ETCD_WATCH_QUEUE_EVENTS, _BYTES. Memory held
+ * per watch is then at most the queue plus one received message (etcd_config.max_recv_bytes).
+ * Returns 0, or -EINVAL for a zero limit. */
+#define ETCD_WATCH_QUEUE_EVENTS 16384
+#define ETCD_WATCH_QUEUE_BYTES (16u << 20)
+int etcd_watch_set_queue_limit(etcd_watch *w, size_t max_events, size_t max_bytes);
+
 /* The next revision the watch will deliver (last delivered event + 1). */
 int64_t etcd_watch_next_revision(etcd_watch *w);
 
@@ -205,6 +225,10 @@ int etcd_lease_fd(const etcd_lease *l);
 
 /* True when the lease has been lost (clears the fd). */
 bool etcd_lease_lost(etcd_lease *l);
+
+/* Why the lease was lost (code, message, endpoint), for the owner to log; zeroed while it is
+ * not lost. The library itself logs nothing. */
+void etcd_lease_loss(etcd_lease *l, etcd_error *why);
 
 /* Grant a fresh lease with the same TTL in place of a lost one (same handle and fd) and keep it
  * alive; re-put the keys with etcd_lease_id() afterwards. Returns 0 or -errno. */

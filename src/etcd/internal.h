@@ -16,24 +16,52 @@ struct etcd_endpoint {
     grpc_channel *ch;
 };
 
+/* Tag of a batch on the client's completion queue: a stream's (kind = its op) or the auth
+ * call's (kind = ETCD_TAG_AUTH, s = NULL). */
+struct etcd_stream;
+struct etcd_stream_tag {
+    struct etcd_stream *s;
+    int kind;
+};
+#define ETCD_TAG_AUTH (-1)
+
+/* The one Authenticate call of a client, run on the client thread (auth.c). */
+struct etcd_auth {
+    /* client thread only */
+    grpc_call *call;              /* in flight, or NULL */
+    struct etcd_stream_tag tag;
+    size_t ep;
+    grpc_byte_buffer *send_bb, *recv_bb;
+    grpc_metadata_array init_md, trail_md;
+    grpc_status_code status;
+    grpc_slice details;
+    const char *error_string;
+    backoff bo;
+    int64_t retry_at;
+    /* shared, under c->mu */
+    bool wanted;                  /* a new token is needed (the current one was rejected) */
+    uint64_t fails;               /* failed attempts so far */
+    etcd_error last_err;          /* why the latest attempt failed */
+};
+
 struct etcd_client {
     struct etcd_endpoint *eps;
     size_t n_eps;
     int64_t timeout_ms;
     char *username, *password;
-    grpc_completion_queue *cq;  /* NEXT queue owned by the client thread (streams) */
+    grpc_completion_queue *cq;  /* NEXT queue owned by the client thread (streams, auth) */
     pthread_t thread;
     bool thread_started;
-    pthread_mutex_t auth_mu;    /* serialises Authenticate */
 
-    pthread_mutex_t mu;         /* guards everything below */
-    pthread_cond_t cond;
+    pthread_mutex_t mu;         /* guards everything below, and auth's shared part */
+    pthread_cond_t cond;        /* CLOCK_MONOTONIC; broadcast on every thread loop */
     size_t cur;                 /* endpoint in use */
     char *token;                /* auth token, NULL before authenticating */
     uint64_t token_gen;         /* bumped on every new token */
     bool stopping;
     struct etcd_watch *watches; /* every live watch (linked by next) */
     struct etcd_lease *leases;
+    struct etcd_auth auth;
 };
 
 /* ---- client.c ---- */
@@ -52,27 +80,45 @@ enum etcd_retry { ETCD_RETRY_ALWAYS, ETCD_RETRY_UNSENT };
 /* ---- call.c ---- */
 /* Synchronous unary call: method path, packed request; on success *resp (malloc'd) and
  * *resp_len. Handles failover, the per-call deadline and (with_auth) the token. Returns 0 or
- * -errno with err filled. */
+ * -errno with err filled; -EDEADLK on the client thread, which must never block on it. */
 int etcd_unary(etcd_client *c, const char *method, const uint8_t *req, size_t req_len,
                enum etcd_retry retry, bool with_auth, uint8_t **resp, size_t *resp_len,
                etcd_error *err);
+/* The same, and *sent_at gets when the successful attempt was sent (clock_now_ms): a lease's
+ * TTL runs from no earlier than that. */
+int etcd_unary_timed(etcd_client *c, const char *method, const uint8_t *req, size_t req_len,
+                     enum etcd_retry retry, bool with_auth, uint8_t **resp, size_t *resp_len,
+                     int64_t *sent_at, etcd_error *err);
 
 /* Copy a received byte buffer into a malloc'd array; 0 or -errno. */
 int etcd_bb_read(grpc_byte_buffer *bb, uint8_t **out, size_t *len);
 
-/* ---- auth.c ---- */
+/* ---- auth.c: tokens, fetched on the client thread and shared by every call ---- */
 bool etcd_auth_needed(etcd_client *c);
 /* True when (code, details) mean the token must be refreshed. */
 bool etcd_auth_error(int code, const char *details);
-/* Get a new token unless token_gen shows it was already refreshed. Returns 0 or -errno. */
-int etcd_auth_refresh(etcd_client *c, uint64_t seen_gen, etcd_error *err);
+/* Any thread but the client thread: ask for a new token (unless one came after seen_gen) and
+ * wait for it until deadline_ms, through transient failures (UNAVAILABLE, DEADLINE_EXCEEDED:
+ * the thread retries elsewhere with backoff). Returns 0; or a definitive failure as -errno
+ * with err filled (a wrong password: -EINVAL, "authentication failed"); at the deadline the
+ * latest transient failure, or -ETIMEDOUT when no attempt ended. */
+int etcd_auth_wait(etcd_client *c, uint64_t seen_gen, int64_t deadline_ms, etcd_error *err);
+/* Client thread, for streams: 0 when there is a token to open with -- any token, unless etcd
+ * rejected generation rejected_gen and no newer one came. Else asks for one and returns
+ * -EINPROGRESS (try again later), with err filled when an attempt failed since *seen. */
+int etcd_auth_pending(etcd_client *c, bool rejected, uint64_t rejected_gen, uint64_t *seen,
+                      etcd_error *err);
+/* How often a stream waiting for a token looks again (the thread also wakes on completions). */
+#define ETCD_AUTH_POLL_MS 50
+/* Client thread: start the Authenticate call when a token is needed and the backoff allows;
+ * cancel it when stopping. Returns when it wants to run again (ms, INT64_MAX = idle). */
+int64_t etcd_auth_tick(etcd_client *c, int64_t now);
+/* Client thread: the Authenticate batch completed. */
+void etcd_auth_complete(etcd_client *c, bool ok);
+/* True while the Authenticate call is in flight. */
+bool etcd_auth_busy(const etcd_client *c);
 
 /* ---- stream.c: one bidi call on the client CQ, used only from the client thread ---- */
-struct etcd_stream;
-struct etcd_stream_tag {
-    struct etcd_stream *s;
-    int kind;
-};
 struct etcd_stream {
     etcd_client *c;
     const char *method;
@@ -84,8 +130,10 @@ struct etcd_stream {
     grpc_call *call;
     size_t ep;
     uint64_t auth_gen;            /* token generation used at open */
+    uint64_t auth_fails_seen;     /* auth failures already reported to the owner */
     int pending;
     bool sending, cancelled, status_done;
+    bool paused;                  /* owner set: post no RECV_MESSAGE until etcd_stream_resume */
     struct etcd_stream_tag t_start, t_recv, t_send, t_status;
     grpc_metadata md[2];
     size_t n_md;
@@ -98,9 +146,13 @@ struct etcd_stream {
 void etcd_stream_init(struct etcd_stream *s, etcd_client *c, const char *method, void *owner,
                       void (*on_message)(void *, const uint8_t *, size_t),
                       void (*on_closed)(void *, int, const char *));
-/* Open the call on the current endpoint (authenticating first if needed, or again when
- * refresh_auth says the token was rejected); returns 0 or -errno with err filled. */
+/* Open the call on the current endpoint with the current token. Without a token, or when
+ * refresh_auth says etcd rejected the one this stream last opened with, it asks for a new one
+ * and returns -EINPROGRESS (call again later; err is filled when an attempt failed since the
+ * last report). Returns 0 or -errno with err filled. Never blocks. */
 int etcd_stream_open(struct etcd_stream *s, bool refresh_auth, etcd_error *err);
+/* Post the next RECV_MESSAGE of a stream its owner paused (flow control). */
+void etcd_stream_resume(struct etcd_stream *s);
 /* Send one message; -EBUSY while the previous send is still outstanding. */
 int etcd_stream_send(struct etcd_stream *s, const uint8_t *buf, size_t len);
 void etcd_stream_cancel(struct etcd_stream *s);
@@ -124,8 +176,12 @@ struct etcd_watch {
     bool created;
     etcd_event *frag;             /* events of an unfinished fragmented response */
     size_t n_frag, cap_frag;
+    etcd_event *pend;             /* a complete response's events not yet queued: [off, n) */
+    size_t n_pend, off_pend;
     /* shared, under c->mu */
     etcd_watch_batch *q;          /* queued for etcd_watch_take, NULL when empty */
+    size_t q_bytes;               /* bytes of the events in q (event_bytes) */
+    size_t max_events, max_bytes; /* limits of q (etcd_watch_set_queue_limit) */
     int64_t shared_next;
     bool restart_req;
     int64_t restart_rev;
@@ -156,7 +212,9 @@ struct etcd_lease {
     int64_t id, ttl, granted_at, req_ttl;
     uint64_t gen;
     bool lost, free_req, detached;
+    etcd_error loss;              /* why it was lost */
     /* client thread only, continued */
+    etcd_error kerr;              /* the keep-alive stream's latest failure */
     int64_t sent_at;
     bool need_auth;
 };

@@ -135,7 +135,12 @@ static int range_pages(etcd_client *c, uint8_t *key, size_t key_len, const uint8
     for (;;) {
         req.key = (ProtobufCBinaryData){key_len, key};
         Etcdserverpb__RangeResponse *r = NULL;
-        if ((rc = range_call(c, &req, &r, err)) < 0)
+        rc = range_call(c, &req, &r, err);
+        if (rc == -ENOSPC && req.limit > 1) {  /* page over max_recv_bytes: smaller pages */
+            req.limit = req.limit / 4 > 1 ? req.limit / 4 : 1;
+            continue;
+        }
+        if (rc < 0)
             break;
         if (req.revision <= 0)
             req.revision = r->header->revision;

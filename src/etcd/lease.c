@@ -5,9 +5,9 @@
  * within the TTL; the loss is signalled on an eventfd so the owner can re-grant and re-put. */
 #include "etcd/internal.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.pb-c.h"
-#include "common/log.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -16,14 +16,15 @@
 #define KEEPALIVE_METHOD "/etcdserverpb.Lease/LeaseKeepAlive"
 
 /* LeaseGrant: returns 0 with the ID and granted TTL, or -errno. */
-static int grant(etcd_client *c, int64_t ttl, int64_t *id, int64_t *granted, etcd_error *err)
+static int grant(etcd_client *c, int64_t ttl, int64_t *id, int64_t *granted, int64_t *sent_at,
+                 etcd_error *err)
 {
     Etcdserverpb__LeaseGrantRequest req = ETCDSERVERPB__LEASE_GRANT_REQUEST__INIT;
     req.ttl = ttl;
     uint8_t buf[32], *resp = NULL;
     size_t len = etcdserverpb__lease_grant_request__pack(&req, buf), resp_len = 0;
-    int rc = etcd_unary(c, "/etcdserverpb.Lease/LeaseGrant", buf, len, ETCD_RETRY_ALWAYS, true,
-                        &resp, &resp_len, err);
+    int rc = etcd_unary_timed(c, "/etcdserverpb.Lease/LeaseGrant", buf, len, ETCD_RETRY_ALWAYS,
+                              true, &resp, &resp_len, sent_at, err);
     if (rc < 0)
         return rc;
     Etcdserverpb__LeaseGrantResponse *r = etcdserverpb__lease_grant_response__unpack(NULL, resp_len, resp);
@@ -54,15 +55,19 @@ static int revoke_id(etcd_client *c, int64_t id, etcd_error *err)
     return rc;
 }
 
-/* Mark the lease lost and wake the owner (client thread). */
-static void lose(etcd_lease *l, const char *why)
+/* Mark the lease lost, keep why for etcd_lease_loss, and wake the owner (client thread). */
+static void lose(etcd_lease *l, int code, const char *why)
 {
+    etcd_error e = {0};
+    const etcd_error *k = &l->kerr;
+    etcd_err_set(&e, code, k->endpoint, "lease %llx: %s%s%s", (unsigned long long)l->kid, why,
+                 k->code ? "; last keep-alive stream error: " : "", k->code ? k->msg : "");
     l->klost = true;
-    log_info("msg=\"etcd lease lost\" lease=%llx reason=\"%s\"", (unsigned long long)l->kid, why);
     pthread_mutex_lock(&l->c->mu);
     if (l->gen == l->kgen) {
         uint64_t one = 1;
         l->lost = true;
+        l->loss = e;
         if (write(l->efd, &one, sizeof one) < 0) {
             /* EAGAIN: already readable */
         }
@@ -79,10 +84,11 @@ static void on_message(void *owner, const uint8_t *buf, size_t len)
         return;
     if (r->id == l->kid && !l->klost) {
         if (r->ttl <= 0) {
-            lose(l, "etcd answered TTL 0 (expired or revoked)");
+            lose(l, GRPC_STATUS_NOT_FOUND, "etcd answered TTL 0 (expired or revoked)");
         } else {
             l->last_ok = l->sent_at;
             l->kttl = r->ttl;
+            l->kerr.code = 0;
             backoff_reset(&l->bo);
         }
     }
@@ -97,10 +103,8 @@ static void on_closed(void *owner, int code, const char *details)
     if (code == GRPC_STATUS_UNAVAILABLE)
         etcd_client_rotate(l->c, l->st.ep);
     l->need_auth = etcd_auth_error(code, details);
-    int64_t delay = backoff_next(&l->bo);
-    l->retry_at = clock_now_ms() + delay;
-    log_info("msg=\"etcd lease keep-alive stream closed\" endpoint=%s code=%s error=\"%.120s\" retry_ms=%lld",
-             l->c->eps[l->st.ep].url, etcd_code_name(code), details, (long long)delay);
+    l->retry_at = clock_now_ms() + backoff_next(&l->bo);
+    etcd_err_set(&l->kerr, code, l->c->eps[l->st.ep].url, "%s: %s", etcd_code_name(code), details);
 }
 
 /* Send one keep-alive when it is due; returns when the next one is due. */
@@ -113,7 +117,13 @@ static int64_t keepalive(etcd_lease *l, int64_t now)
         bool refresh = l->need_auth;
         l->need_auth = false;
         l->closing = false;
-        if (etcd_stream_open(&l->st, refresh, &err) < 0) {
+        int rc = etcd_stream_open(&l->st, refresh, &err);
+        if (rc == -EINPROGRESS) {  /* a token is on its way: look again soon */
+            l->need_auth = refresh;
+            l->retry_at = now + ETCD_AUTH_POLL_MS;
+            return l->retry_at;
+        }
+        if (rc < 0) {
             l->retry_at = now + backoff_next(&l->bo);
             return l->retry_at;
         }
@@ -153,12 +163,13 @@ int64_t etcd_lease_tick(etcd_lease *l, int64_t now)
         l->kttl = ttl;
         l->last_ok = at;
         l->klost = false;
+        memset(&l->kerr, 0, sizeof l->kerr);
         l->next_send = at + ttl * 1000 / 3;
     }
     if (l->klost)
         return INT64_MAX;
     if (now - l->last_ok > l->kttl * 1000) {
-        lose(l, "no keep-alive answer within the TTL");
+        lose(l, GRPC_STATUS_DEADLINE_EXCEEDED, "no keep-alive answer within the TTL");
         return INT64_MAX;
     }
     int64_t due = keepalive(l, now);
@@ -174,8 +185,8 @@ bool etcd_lease_done(etcd_lease *l)
 int etcd_lease_new(etcd_client *c, int64_t ttl_s, etcd_lease **out, etcd_error *err)
 {
     *out = NULL;
-    int64_t t0 = clock_now_ms(), id = 0, granted = 0;
-    int rc = grant(c, ttl_s, &id, &granted, err);
+    int64_t t0 = 0, id = 0, granted = 0;  /* t0: when the granting request was sent */
+    int rc = grant(c, ttl_s, &id, &granted, &t0, err);
     if (rc < 0)
         return rc;
     etcd_lease *l = calloc(1, sizeof *l);
@@ -238,14 +249,21 @@ bool etcd_lease_lost(etcd_lease *l)
     return lost;
 }
 
+void etcd_lease_loss(etcd_lease *l, etcd_error *why)
+{
+    pthread_mutex_lock(&l->c->mu);
+    *why = l->loss;
+    pthread_mutex_unlock(&l->c->mu);
+}
+
 int etcd_lease_regrant(etcd_lease *l, etcd_error *err)
 {
     if (l->detached) {
         etcd_err_set(err, ETCD_ERR_LOCAL, NULL, "lease was revoked");
         return -EINVAL;
     }
-    int64_t t0 = clock_now_ms(), id = 0, granted = 0;
-    int rc = grant(l->c, l->req_ttl, &id, &granted, err);
+    int64_t t0 = 0, id = 0, granted = 0;  /* t0: when the granting request was sent */
+    int rc = grant(l->c, l->req_ttl, &id, &granted, &t0, err);
     if (rc < 0)
         return rc;
     uint64_t v;
@@ -255,6 +273,7 @@ int etcd_lease_regrant(etcd_lease *l, etcd_error *err)
     l->granted_at = t0;
     l->gen++;
     l->lost = false;
+    memset(&l->loss, 0, sizeof l->loss);
     if (read(l->efd, &v, sizeof v) < 0) {
         /* EAGAIN: not signalled */
     }

@@ -55,19 +55,13 @@ static bool arm_recv(struct etcd_stream *s)
     return start(s, &op, 1, &s->t_recv);
 }
 
-/* Make sure a token exists (or is fresh, after an auth error) before opening a stream. */
+/* 0 when the stream can open with the current token; -EINPROGRESS while a token is fetched
+ * (none yet, or etcd rejected the one this stream opened with last time). */
 static int stream_auth(struct etcd_stream *s, bool refresh, etcd_error *err)
 {
     if (!etcd_auth_needed(s->c))
         return 0;
-    char *token = NULL;
-    uint64_t gen = 0;
-    etcd_client_pick(s->c, &token, &gen);
-    bool have = token != NULL;
-    free(token);
-    if (have && !(refresh && gen == s->auth_gen))
-        return 0;
-    return etcd_auth_refresh(s->c, gen, err);
+    return etcd_auth_pending(s->c, refresh, s->auth_gen, &s->auth_fails_seen, err);
 }
 
 int etcd_stream_open(struct etcd_stream *s, bool refresh_auth, etcd_error *err)
@@ -81,7 +75,7 @@ int etcd_stream_open(struct etcd_stream *s, bool refresh_auth, etcd_error *err)
                                        grpc_slice_from_static_string(s->method), NULL,
                                        gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     s->pending = 0;
-    s->sending = s->cancelled = s->status_done = false;
+    s->sending = s->cancelled = s->status_done = s->paused = false;
     s->md[0].key = grpc_slice_from_static_string("hasleader");
     s->md[0].value = grpc_slice_from_static_string("true");
     s->n_md = 1;
@@ -193,7 +187,16 @@ static void got_message(struct etcd_stream *s, bool ok)
     if (rc == 0 && !s->cancelled)
         s->on_message(s->owner, buf, len);
     free(buf);
-    if (rc < 0 || s->cancelled || !arm_recv(s))
+    if (rc < 0 || s->cancelled || (!s->paused && !arm_recv(s)))
+        etcd_stream_cancel(s);
+}
+
+void etcd_stream_resume(struct etcd_stream *s)
+{
+    if (!s->paused)
+        return;
+    s->paused = false;
+    if (s->call && !s->cancelled && !arm_recv(s))
         etcd_stream_cancel(s);
 }
 

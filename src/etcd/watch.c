@@ -7,7 +7,6 @@
  * (progress) never move the resume point. A compaction stops the watch until a restart. */
 #include "etcd/internal.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.pb-c.h"
-#include "common/log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -17,6 +16,7 @@
 #include <unistd.h>
 
 #define WATCH_METHOD "/etcdserverpb.Watch/Watch"
+#define PENDING_POLL_MS 20  /* how soon to look again while the consumer drains the queue */
 
 static void on_message(void *owner, const uint8_t *buf, size_t len);
 static void on_closed(void *owner, int code, const char *details);
@@ -71,41 +71,82 @@ static etcd_watch_batch *queue(etcd_watch *w)
     return w->q;
 }
 
-/* Move the joined fragment events to the consumer's queue and advance the resume point. */
-static void deliver(etcd_watch *w)
+/* Bytes an event holds in the queue. */
+static size_t event_bytes(const etcd_event *e)
 {
-    if (w->n_frag == 0)
+    return sizeof *e + e->kv.key_len + e->kv.value_len + 2;
+}
+
+/* How many events of pend[off..] fit in the queue in whole revisions; an empty queue takes
+ * one revision whatever its size. *bytes gets their size. Called with c->mu held. */
+static size_t fitting(const etcd_watch *w, size_t *bytes)
+{
+    size_t q_n = w->q ? w->q->n : 0, take = 0, i = w->off_pend;
+    *bytes = 0;
+    while (i < w->n_pend) {
+        size_t j = i, b = 0;
+        int64_t rev = w->pend[i].kv.mod_revision;
+        while (j < w->n_pend && w->pend[j].kv.mod_revision == rev)
+            b += event_bytes(&w->pend[j++]);
+        bool empty = q_n + take == 0;
+        if (!empty && (q_n + take + (j - i) > w->max_events || w->q_bytes + *bytes + b > w->max_bytes))
+            break;
+        take += j - i;
+        *bytes += b;
+        i = j;
+    }
+    return take;
+}
+
+/* Free the events not handed over yet. */
+static void drop_pending(etcd_watch *w)
+{
+    for (size_t i = w->off_pend; i < w->n_pend; i++)
+        free((void *)w->pend[i].kv.key);
+    free(w->pend);
+    w->pend = NULL;
+    w->n_pend = w->off_pend = 0;
+}
+
+/* Move as many pending events as the queue's limits allow to the consumer, in whole
+ * revisions, and advance the resume point past them. */
+static void flush(etcd_watch *w)
+{
+    if (w->off_pend == w->n_pend)
         return;
-    int64_t last = w->frag[w->n_frag - 1].kv.mod_revision;
     pthread_mutex_lock(&w->c->mu);
     etcd_watch_batch *b = w->gen == w->tgen ? queue(w) : NULL;
-    if (b && !b->events) {
-        b->events = w->frag;
-        b->n = w->n_frag;
-        w->frag = NULL;
-    } else if (b) {
-        etcd_event *ev = realloc(b->events, (b->n + w->n_frag) * sizeof *ev);
-        if (ev) {
-            memcpy(ev + b->n, w->frag, w->n_frag * sizeof *ev);
-            b->events = ev;
-            b->n += w->n_frag;
-            free(w->frag);
-            w->frag = NULL;
-        }
-    }
-    if (!w->frag) {
-        w->n_frag = w->cap_frag = 0;
-        w->next_rev = last + 1;
+    size_t bytes = 0, n = b ? fitting(w, &bytes) : 0;
+    etcd_event *ev = n ? realloc(b->events, (b->n + n) * sizeof *ev) : NULL;
+    if (ev) {  /* (out of memory: try again on the next tick) */
+        memcpy(ev + b->n, w->pend + w->off_pend, n * sizeof *ev);
+        b->events = ev;
+        b->n += n;
+        w->q_bytes += bytes;
+        w->off_pend += n;
+        w->next_rev = w->pend[w->off_pend - 1].kv.mod_revision + 1;
         w->shared_next = w->next_rev;
         notify(w);
     }
     pthread_mutex_unlock(&w->c->mu);
-    if (w->frag) {  /* out of memory: drop the stream and resume from next_rev later */
-        free_events(w->frag, w->n_frag);
-        w->frag = NULL;
-        w->n_frag = w->cap_frag = 0;
-        etcd_stream_cancel(&w->st);
-    }
+    if (w->off_pend == w->n_pend)
+        drop_pending(w);
+}
+
+/* A complete response: its events become pending and go to the consumer as room allows;
+ * until all have gone, the stream reads nothing more (etcd and gRPC hold the rest). */
+static void deliver(etcd_watch *w)
+{
+    if (w->n_frag == 0)
+        return;
+    drop_pending(w);  /* empty: nothing is read while events are pending */
+    w->pend = w->frag;
+    w->n_pend = w->n_frag;
+    w->frag = NULL;
+    w->n_frag = w->cap_frag = 0;
+    flush(w);
+    if (w->n_pend)
+        w->st.paused = true;
 }
 
 /* Append a response's events to the fragment buffer. */
@@ -161,8 +202,6 @@ static void handle_response(etcd_watch *w, Etcdserverpb__WatchResponse *r)
         }
     }
     if (r->compact_revision != 0) {
-        log_info("msg=\"etcd watch compacted\" next_revision=%lld compact_revision=%lld",
-                 (long long)w->next_rev, (long long)r->compact_revision);
         w->stopped = true;
         report(w, r->compact_revision, NULL);
         etcd_stream_cancel(&w->st);
@@ -183,9 +222,7 @@ static void handle_response(etcd_watch *w, Etcdserverpb__WatchResponse *r)
         etcd_stream_cancel(&w->st);
         return;
     }
-    if (r->fragment)
-        log_debug("msg=\"etcd watch fragment\" events=%zu joined=%zu", r->n_events, w->n_frag);
-    else
+    if (!r->fragment)
         deliver(w);
 }
 
@@ -220,8 +257,6 @@ static void on_closed(void *owner, int code, const char *details)
         w->need_auth = true;
     int64_t delay = backoff_next(&w->bo);
     w->retry_at = clock_now_ms() + delay;
-    log_info("msg=\"etcd watch stream closed, resuming\" endpoint=%s code=%s next_revision=%lld retry_ms=%lld",
-             w->last_err.endpoint, etcd_code_name(w->last_err.code), (long long)w->next_rev, (long long)delay);
     report(w, 0, &w->last_err);
     memset(&w->last_err, 0, sizeof w->last_err);
 }
@@ -234,7 +269,15 @@ static void open_stream(etcd_watch *w, int64_t now)
     w->need_auth = false;
     w->closing = false;
     w->created = false;
-    if (etcd_stream_open(&w->st, refresh, &err) < 0) {
+    int rc = etcd_stream_open(&w->st, refresh, &err);
+    if (rc == -EINPROGRESS) {  /* a token is on its way: look again soon */
+        w->need_auth = refresh;
+        w->retry_at = now + ETCD_AUTH_POLL_MS;
+        if (err.code)
+            report(w, 0, &err);
+        return;
+    }
+    if (rc < 0) {
         w->retry_at = now + backoff_next(&w->bo);
         report(w, 0, &err);
         return;
@@ -272,6 +315,7 @@ int64_t etcd_watch_tick(etcd_watch *w, int64_t now)
         w->tgen = gen;
         pthread_mutex_unlock(&w->c->mu);
         w->next_rev = rrev;
+        drop_pending(w);
         w->stopped = false;
         w->retry_at = 0;
         backoff_reset(&w->bo);
@@ -280,6 +324,12 @@ int64_t etcd_watch_tick(etcd_watch *w, int64_t now)
             etcd_stream_cancel(&w->st);
         }
         return now;
+    }
+    if (w->n_pend) {  /* the consumer took some: hand over more, read again once all went */
+        flush(w);
+        if (w->n_pend)
+            return now + PENDING_POLL_MS;
+        etcd_stream_resume(&w->st);
     }
     if (active || w->stopped)
         return INT64_MAX;
@@ -333,6 +383,8 @@ int etcd_watch_new(etcd_client *c, const void *prefix, size_t prefix_len,
     }
     w->c = c;
     w->next_rev = w->shared_next = start_revision > 0 ? start_revision : 0;
+    w->max_events = ETCD_WATCH_QUEUE_EVENTS;
+    w->max_bytes = ETCD_WATCH_QUEUE_BYTES;
     backoff_init(&w->bo, 100, 5000);
     etcd_stream_init(&w->st, c, WATCH_METHOD, w, on_message, on_closed);
     pthread_mutex_lock(&c->mu);
@@ -361,6 +413,7 @@ int etcd_watch_take(etcd_watch *w, etcd_watch_batch **out)
     pthread_mutex_lock(&w->c->mu);
     *out = w->q;
     w->q = NULL;
+    w->q_bytes = 0;
     if (read(w->efd, &v, sizeof v) < 0) {
         /* EAGAIN: nothing was signalled */
     }
@@ -382,8 +435,21 @@ int etcd_watch_restart(etcd_watch *w, int64_t start_revision)
     w->gen++;
     w->restart_rev = start_revision > 0 ? start_revision : 0;
     w->shared_next = w->restart_rev;
-    etcd_watch_batch_free(w->q);
+    etcd_watch_batch *old = w->q;
     w->q = NULL;
+    w->q_bytes = 0;
+    pthread_mutex_unlock(&w->c->mu);
+    etcd_watch_batch_free(old);  /* outside the lock the client thread takes */
+    return 0;
+}
+
+int etcd_watch_set_queue_limit(etcd_watch *w, size_t max_events, size_t max_bytes)
+{
+    if (max_events == 0 || max_bytes == 0)
+        return -EINVAL;
+    pthread_mutex_lock(&w->c->mu);
+    w->max_events = max_events;
+    w->max_bytes = max_bytes;
     pthread_mutex_unlock(&w->c->mu);
     return 0;
 }
@@ -395,6 +461,7 @@ void etcd_watch_free(etcd_watch *w)
     etcd_client_detach(w->c, &w->free_req, &w->detached);
     etcd_watch_batch_free(w->q);
     free_events(w->frag, w->n_frag);
+    drop_pending(w);
     close(w->efd);
     free(w->key);
     free(w->end);

@@ -191,8 +191,11 @@ void ipvsd_lease_ready(ipvsd *d)
 {
     if (!etcd_lease_lost(d->lease))
         return;
-    log_warn("msg=\"advertised route's lease lost; granting a new one\" route=%s",
-             d->o->advertise_name);
+    etcd_error why = {0};
+    etcd_lease_loss(d->lease, &why);
+    char q[600];
+    log_warn("msg=\"advertised route's lease lost; granting a new one\" route=%s reason=%s",
+             d->o->advertise_name, log_quote(q, sizeof q, why.msg));
     d->advertised = false;
     ipvsd_advertise(d);
 }

@@ -92,12 +92,18 @@ static void test_lost_and_regrant(void)
     CHECK_INT(poll(&pfd, 1, 60000), 1);
     printf("  loss reported %lld ms after the revoke\n", (long long)(clock_now_ms() - t0));
     CHECK(etcd_lease_lost(l));
+    etcd_error why = {0};
+    etcd_lease_loss(l, &why);
+    printf("  revoked: %s: %s\n", etcd_code_name(why.code), why.msg);
+    CHECK_MSG(strstr(why.msg, "TTL 0"), "loss reason: %s", why.msg);
     CHECK(!key_exists("/lease/b"));
     CHECK_INT(poll(&pfd, 1, 0), 0);  /* the fd was cleared */
     /* re-grant in place and re-put */
     CHECK_INT(etcd_lease_regrant(l, &err), 0);
     CHECK(etcd_lease_id(l) != id);
     CHECK(!etcd_lease_lost(l));
+    etcd_lease_loss(l, &why);
+    CHECK_INT(why.code, 0);  /* cleared by the re-grant */
     CHECK_INT(etcd_put(C, "/lease/b", 8, "2", 1, etcd_lease_id(l), NULL, &err), 0);
     usleep((TTL * 1000 + 1000) * 1000);
     CHECK(key_exists("/lease/b"));
@@ -110,7 +116,10 @@ static void test_lost_and_regrant(void)
     kill(H.m[0].pid, SIGCONT);
     CHECK_INT(ready, 1);
     CHECK(etcd_lease_lost(l));
-    printf("  silent etcd: loss reported after %lld ms (TTL %d s)\n", (long long)took, TTL);
+    etcd_lease_loss(l, &why);
+    printf("  silent etcd: loss reported after %lld ms (TTL %d s): %s: %s\n", (long long)took, TTL,
+           etcd_code_name(why.code), why.msg);
+    CHECK_MSG(strstr(why.msg, "no keep-alive answer"), "loss reason: %s", why.msg);
     CHECK_INT(etcd_lease_regrant(l, &err), 0);
     CHECK_INT(etcd_put(C, "/lease/b", 8, "3", 1, etcd_lease_id(l), NULL, &err), 0);
     CHECK(key_exists("/lease/b"));
