@@ -532,6 +532,9 @@ int ipvsd_run(const ipvsd_options *opts)
     d.cfg = config_store_new(&opts->config);
     if (!d.cfg || setup_loop(&d) < 0 || setup_kernel(&d) < 0)
         goto out;
+    log_info("msg=\"clusterf-ipvs started\" prefix=%s dry_run=%s resync_ms=%lld drain_ms=%lld",
+             opts->prefix, opts->dry_run ? "true" : "false", (long long)opts->resync_ms,
+             (long long)opts->drain_ms);
     if (etcd_client_new(&opts->etcd, &etcd, &eerr) < 0) {
         log_error("msg=\"bad etcd settings\" error=\"%s\"", eerr.msg);
         goto out;

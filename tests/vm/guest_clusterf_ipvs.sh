@@ -28,11 +28,18 @@ start_etcd() {
     done
 }
 
-# start_ipvs [FLAGS...]: clusterf-ipvs in the background, logging to $LOG (appended).
+# start_ipvs [FLAGS...]: clusterf-ipvs in the background, logging to $LOG (appended); returns
+# once it has said it started (its signals are handled from then on), or after 20 s.
 start_ipvs() {
     echo "--- start clusterf-ipvs $*" >> $LOG
+    start_mark=$(wc -l < $LOG)
     clusterf-ipvs --etcd-endpoints=$EP --resync-interval=2s --state-dir=/run/clusterf --log-level=debug "$@" >> $LOG 2>&1 &
     IPVS_PID=$!
+    i=0
+    while ! since $start_mark | grep -q 'msg="clusterf-ipvs started"\|level=error'; do
+        i=$((i + 1)); [ $i -gt 100 ] && break
+        sleep 0.2
+    done
 }
 
 # stop_ipvs [SIGNAL]: stop clusterf-ipvs; with SIGTERM (the default) it must exit 0.
@@ -380,6 +387,7 @@ scenario_advertise() {
 # Two backends (be1, be2) in namespaces behind a masq VIP 10.10.10.10:80 in the root
 # namespace; the client in a third namespace.
 net_setup() {
+    $IP netns list | grep -q '^be1' && return 0
     for n in 1 2; do
         $IP netns add be$n
         $IP link add vb$n type veth peer name vbp$n
@@ -488,10 +496,99 @@ scenario_damaged_state() {
     expect "damaged state: the service it owns again is removed with its config" ""
 }
 
+# Graceful removal with real TCP connections: a long-lived connection to b1 keeps flowing
+# after b1's key is deleted (b1 at weight 0), new connections all go to b2, and b1 is deleted
+# once its connection has closed; with --drain-timeout=2s it is deleted after 2 s although
+# its connection lives. Servers on port 9000 echo each line after their backend's name; on
+# "quit" they answer the name alone and close.
+drain_setup() {
+    net_setup
+    for n in 1 2; do
+        printf '#!/bin/sh\nwhile read l; do [ "$l" = quit ] && exec echo be%s; echo "be%s $l"; done\n' \
+            $n $n > /tmp/echo$n.sh
+        chmod +x /tmp/echo$n.sh
+        $IP netns exec be$n busybox nc -ll -p 9000 -e /tmp/echo$n.sh &
+    done
+}
+
+# A long-lived connection from the client through the VIP; what it receives is in /tmp/long.out.
+long_open() {
+    rm -f /tmp/long.in /tmp/long.out; mkfifo /tmp/long.in
+    $IP netns exec cl busybox nc 10.10.10.10 9000 < /tmp/long.in > /tmp/long.out 2>&1 &
+    LONG_PID=$!
+    exec 3> /tmp/long.in
+}
+long_close() { exec 3>&-; kill $LONG_PID 2>/dev/null; wait $LONG_PID 2>/dev/null; }
+# dest_line ADDR: the dest's line ("-> ADDR Masq WEIGHT ACTIVE INACTIVE"; the addresses of
+# this scenario are in no other service). Not `ipvsadm -L -t VIP`: it leaves weight-0 dests out.
+dest_line() { ipvsadm -L -n | grep -- "-> $1 " | tr -s ' '; }
+dest_has() { dest_line "$1" | grep -q "$2"; }           # dest_has ADDR PATTERN
+dest_is() { [ "$(dest_line "$1" | sed 's/ $//')" = "$2" ]; }   # dest_is ADDR LINE
+dest_gone() { [ -z "$(dest_line "$1")" ]; }
+sysctls_set() {
+    grep -q 'msg="sysctl set" name=net.ipv4.vs.expire_nodest_conn value=1' $LOG &&
+        [ "$(cat /proc/sys/net/ipv4/vs/expire_nodest_conn)" = 1 ] &&
+        [ "$(cat /proc/sys/net/ipv4/vs/expire_quiescent_template)" = 1 ]
+}
+long_got() { grep -q "^$1$" /tmp/long.out; }              # long_got LINE
+
+scenario_drain() {
+    drain_setup
+    ec del --prefix /clusterf/services/
+    expect "drain: clean start" ""
+    ec put /clusterf/services/long/frontend '{"ipv4":"10.10.10.10","tcp":9000}'
+    ec put /clusterf/services/long/backends/b1 '{"ipv4":"10.9.1.2","tcp":9000}'
+    expect "drain: VIP with b1" "TCP 10.10.10.10:9000 wlc|-> 10.9.1.2:9000 Masq 10 0 0"
+    long_open
+    echo ping1 >&3
+    wait_for "drain: a long-lived connection through the VIP is echoed by be1" 20 long_got "be1 ping1"
+    ec put /clusterf/services/long/backends/b2 '{"ipv4":"10.9.2.2","tcp":9000}'
+    wait_for "drain: b2 added" 20 dest_has 10.9.2.2:9000 "Masq 10 "
+    ec del /clusterf/services/long/backends/b1
+    wait_for "drain: b1's key deleted -> b1 at weight 0, its connection still counted active" 20 \
+        dest_is 10.9.1.2:9000 " -> 10.9.1.2:9000 Masq 0 1 0"
+    echo ping2 >&3
+    wait_for "drain: the long connection keeps flowing after the delete" 20 long_got "be1 ping2"
+    : > /tmp/new.out
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+        echo quit | $IP netns exec cl timeout 5 busybox nc 10.10.10.10 9000 >> /tmp/new.out 2>/dev/null
+    done
+    check "drain: 10 new connections all go to be2" \
+        test "$(grep -c '^be2$' /tmp/new.out)" = 10 -a "$(grep -c '^be1$' /tmp/new.out)" = 0
+    check "drain: b1 is still there while its connection lives" dest_has 10.9.1.2:9000 "Masq 0 "
+    long_close
+    wait_for "drain: b1 deleted once its connection closed (well within --drain-timeout=30s)" 15 \
+        dest_gone 10.9.1.2:9000
+    check "drain: logged as draining" grep -q 'dests_draining=1' $LOG
+
+    stop_ipvs
+    start_ipvs --drain-timeout=2s --ipvs-sysctls
+    wait_for "drain: --ipvs-sysctls sets and logs the IPVS sysctls" 20 sysctls_set
+    ec put /clusterf/services/long/backends/b2 '{"ipv4":"10.9.2.2","tcp":9000,"weight":0}'
+    ec put /clusterf/services/long/backends/b1 '{"ipv4":"10.9.1.2","tcp":9000}'
+    wait_for "drain: b1 back" 20 dest_has 10.9.1.2:9000 "Masq 10 "
+    wait_for "drain: b2 at weight 0" 20 dest_has 10.9.2.2:9000 "Masq 0 "
+    long_open
+    echo ping3 >&3
+    wait_for "drain: a second long connection is echoed by be1" 20 long_got "be1 ping3"
+    t0=$(date +%s)
+    ec del /clusterf/services/long/backends/b1
+    wait_for "drain: b1 at weight 0 with its live connection" 20 dest_has 10.9.1.2:9000 "Masq 0 "
+    wait_for "drain: --drain-timeout=2s deletes b1 although its connection lives" 20 \
+        dest_gone 10.9.1.2:9000
+    check "drain: not before the 2 s timeout" test $(( $(date +%s) - t0 )) -ge 2
+    check "drain: the connection was still open when b1 went" kill -0 $LONG_PID
+    long_close
+    ec del --prefix /clusterf/services/long
+    expect "drain: cleaned up" ""
+    stop_ipvs
+    start_ipvs
+}
+
 start_etcd || { echo "guest_clusterf_ipvs: 0 passed, 1 failed, 0 skipped"; exit 1; }
 start_ipvs
 for s in seed routes families foreign_drift_invalid restart sighup etcd_restart local_tree status advertise packets \
-         damaged_state handover; do
+         damaged_state handover drain; do
     want "$s" || continue
     echo "== $s"
     case $s in
@@ -500,7 +597,7 @@ for s in seed routes families foreign_drift_invalid restart sighup etcd_restart 
         sighup) scenario_sighup;;
         etcd_restart) scenario_etcd_restart;; local_tree) scenario_local_tree;; status) scenario_status;;
         advertise) scenario_advertise;; packets) scenario_packets;;
-        damaged_state) scenario_damaged_state;; handover) scenario_handover;;
+        damaged_state) scenario_damaged_state;; handover) scenario_handover;; drain) scenario_drain;;
     esac
 done
 stop_ipvs
