@@ -89,7 +89,7 @@ done
 # says so (a missing library would stop it in the loader instead).
 out=$(R ipvsadm --version 2>&1)
 check "ipvsadm in the image starts: '$(echo "$out" | head -n 1)'" \
-    eval 'echo "$out" | grep -qE "^ipvsadm v|^Can.t initialize ipvs"''
+    eval 'echo "$out" | grep -qE "^ipvsadm v|^Can.t initialize ipvs"'
 out=$(R modprobe --version 2>&1)
 check "modprobe in the image: '$(echo "$out" | head -n 1)'" eval 'echo "$out" | grep -q "^kmod version"'
 R sh -c true > /dev/null 2>&1
