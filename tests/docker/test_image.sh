@@ -8,8 +8,9 @@
 # deploy/compose.yaml itself is brought up with docker-compose (etcd from tests/docker/
 # etcd.Dockerfile, tagged as the image the file names), a labelled container appears in etcd,
 # and it is brought down cleanly.
-# Not here: clusterf-ipvs against a kernel IPVS table (this host has no ip_vs; the compose file's
-# clusterf-ipvs and modprobe services would change the host's kernel, so they are not started).
+# clusterf-ipvs from the image runs in the VM (scripts/vm-run, real kernel IPVS) with the image's
+# files, reaching the same etcd, and applies a table. Not here: the compose file's clusterf-ipvs
+# and modprobe services (they would change this host's kernel, which has no ip_vs anyway).
 # A missing prerequisite is a skip, and a failure under CLUSTERF_REQUIRE_ALL=1.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -149,6 +150,34 @@ check "clusterf-docker stops on SIGTERM with exit 0 (got $code)" test "$code" = 
 check "its lease is revoked on SIGTERM: the backend is gone at once" eval '! has_key "$key2"'
 [ "$fail" = 0 ] || { echo "--- clusterf-docker log"; D logs clusterf-docker 2>&1 | tail -n 20; }
 D rm -f clusterf-docker "$cid" "$cid2" > /dev/null 2>&1
+
+# --- clusterf-ipvs from the image in the VM (scripts/vm-run), against the real kernel's IPVS:
+# the image's files (docker export) at /image in the guest, entered with chroot.
+vm_part() {
+    D create --name rootfs clusterf:latest > /dev/null && D export rootfs > "$tmp/rootfs.tar"
+    D rm rootfs > /dev/null 2>&1
+    mkdir -p "$tmp/rootfs" && tar -C "$tmp/rootfs" -xf "$tmp/rootfs.tar"
+    check "the image's files exported (docker export)" test -x "$tmp/rootfs/usr/local/bin/clusterf-ipvs" || return
+    E put /clusterf/services/web/frontend '{"ipv4": "10.107.107.107", "tcp": 8080}' > /dev/null
+    E put /clusterf/services/web/backends/b1 '{"ipv4": "10.1.0.1", "tcp": 8080}' > /dev/null
+    scripts/vm-run --net --timeout 300 --add "$tmp/rootfs:/image" tests/docker/guest_image.sh "$port" \
+        > "$tmp/vm.out" 2>&1
+    local rc=$? line
+    if [ $rc = 77 ]; then
+        skipped "VM: $(grep -m1 'MISSING PREREQUISITE' "$tmp/vm.out" || echo 'the VM cannot run here')"
+        return
+    fi
+    while IFS= read -r line; do
+        case "$line" in
+            "ok   "*) ok "VM: ${line#ok   }";;
+            "FAIL "*) bad "VM: ${line#FAIL }";;
+            *) echo "    $line";;
+        esac
+    done < "$tmp/vm.out"
+    grep -qE '^guest_image: [0-9]+ passed, 0 failed' "$tmp/vm.out"
+    check "VM: the guest ran to its summary (vm-run exit $rc)" test $? = 0 -a $rc = 0
+}
+vm_part
 
 # --- deploy/compose.yaml with docker-compose: etcd and clusterf-docker as the file has them.
 compose_up() {
