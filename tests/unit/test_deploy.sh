@@ -195,7 +195,8 @@ check "$df: the image's user is unprivileged (USER 65532:65532, last)" \
 missing=$(grep -E '^COPY ' "$df" | grep -v -- '--from=' | awk '{for (i = 2; i < NF; i++) print $i}' |
           while read -r src; do [ -e "$src" ] || echo "$src"; done)
 check "$df: every COPY source exists${missing:+ (missing: $(echo $missing))}" test -z "$missing"
-check "$df.dockerignore keeps build/ out of the context" grep -qx 'build' "$df.dockerignore"
+check ".dockerignore keeps build/ and .cache/ out of the context" \
+    eval 'grep -qx build .dockerignore && grep -qx .cache .dockerignore'
 # `make all` in the image sees only what is copied: every file the programs' objects were
 # compiled from (the compiler's .d lists of the last build) lies under a copied directory.
 copied_dirs=$(grep -E '^COPY ' "$df" | grep -v -- '--from=' | awk '{for (i = 2; i < NF; i++) print $i}')
