@@ -33,7 +33,7 @@ DOCKER_TESTS := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/docker/test_*.
 BENCHES      := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/bench/bench_*.c)))
 TEST_BINS    := $(UNIT_TESTS) $(INTEG_TESTS) $(VM_TESTS) $(DOCKER_TESTS)
 
-.PHONY: all test asan bench bench-ipvs proto check-generated fuzz fuzz-build demo clean tests
+.PHONY: all test asan bench bench-ipvs proto check-generated fuzz fuzz-build demo clean tests image
 .SECONDARY:
 all: $(PROGS) $(LIB)
 
@@ -106,6 +106,17 @@ proto:
 # Fails when generated/ differs from what protoc-c makes of proto/.
 check-generated:
 	scripts/gen-proto --check generated
+
+# The container image (deploy/Dockerfile) built with a private dockerd and saved with `docker save`
+# as clusterf:latest and clusterf:VERSION (scripts/build-image); rebuilt when one of its inputs
+# changes. Needs root, dockerd and debootstrap (the Debian base image is made locally).
+IMAGE_INPUTS := Makefile deploy/Dockerfile deploy/collect-rootfs scripts/install-deps scripts/build-image \
+                $(sort $(wildcard src/*/*.c src/*/*.h)) $(GEN_SRCS) $(sort $(shell find generated -name '*.h' 2>/dev/null))
+
+image: $(BUILD)/image/clusterf.tar
+
+$(BUILD)/image/clusterf.tar: $(IMAGE_INPUTS)
+	scripts/build-image $@
 
 demo:
 	scripts/install-deps

@@ -250,9 +250,20 @@ def compose_env(svc):
     return {k: ("" if v is None else str(v)) for k, v in env.items()}
 
 
+def interpolate(v):
+    """Compose's ${VAR:-default} as its default, any other ${VAR...} as a placeholder."""
+    if isinstance(v, dict):
+        return {k: interpolate(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [interpolate(x) for x in v]
+    if isinstance(v, str):
+        return re.sub(r"\$\{[^}]*\}", "host-1", re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", v))
+    return v
+
+
 def check_compose():
     path = "deploy/compose.yaml"
-    docs = load_all(path)
+    docs = [interpolate(d) for d in load_all(path)]
     if not docs:
         return
     services = docs[0].get("services") or {}

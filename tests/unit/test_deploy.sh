@@ -2,8 +2,10 @@
 # test_deploy.sh -- static checks of deploy/: the systemd units pass `systemd-analyze verify`
 # (and a broken copy does not), the YAML parses and gives the programs only flags and values
 # they accept (tests/unit/deploy_yaml.py), kustomize builds the Kubernetes objects, docker-compose
-# accepts the compose file, and the Dockerfile names only packages and paths that exist.
-# Nothing is deployed: no image is built, no unit is started, no cluster is contacted.
+# accepts the compose file, every Kubernetes object is valid against Kubernetes' OpenAPI schema
+# (npm kubernetes-models, installed into .cache/ by this suite), and the Dockerfile names only
+# packages and paths that exist. Nothing is deployed here: tests/docker/test_image.sh builds and
+# runs the image and brings the compose file up; no unit is started, no cluster is contacted.
 # A missing tool is a skip, and a failure under CLUSTERF_REQUIRE_ALL=1.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -29,7 +31,8 @@ for p in clusterf-ipvs clusterf-docker clusterfctl; do
 done
 
 # --- systemd: verify copies whose ExecStart points at the built programs; any message fails.
-units=(clusterf-ipvs clusterf-docker)
+# A template (NAME@) is verified as the instance NAME@web.
+units=(clusterf-ipvs clusterf-docker clusterf-register@)
 verify() { # verify UNIT-FILE...: silent and exit 0, or print what systemd said
     local out rc
     out=$(systemd-analyze verify --man=no "$@" 2>&1); rc=$?
@@ -39,9 +42,10 @@ verify() { # verify UNIT-FILE...: silent and exit 0, or print what systemd said
 if have systemd-analyze; then
     mkdir -p "$tmp/units"
     bindir=$(cd "$BUILD" && pwd)
-    for u in "${units[@]}"; do
-        sed "s#/usr/local/bin/#$bindir/#" "deploy/systemd/$u.service" > "$tmp/units/$u.service"
-        check "systemd-analyze verify deploy/systemd/$u.service" verify "$tmp/units/$u.service"
+    for t in "${units[@]}"; do
+        u=${t/%@/@web}
+        sed "s#/usr/local/bin/#$bindir/#" "deploy/systemd/$t.service" > "$tmp/units/$u.service"
+        check "systemd-analyze verify deploy/systemd/$t.service (as $u)" verify "$tmp/units/$u.service"
         # The check can fail: a misspelt directive, a bad value, a missing program.
         mkdir -p "$tmp/broken"
         sed 's/^Restart=/Restrat=/' "$tmp/units/$u.service" > "$tmp/broken/$u.service"
@@ -65,6 +69,10 @@ if have systemd-analyze; then
     check "clusterf-ipvs.service: /run/clusterf kept across restarts" test $? = 0
     grep -qE '^After=.*docker\.service' deploy/systemd/clusterf-docker.service
     check "clusterf-docker.service: after docker.service" test $? = 0
+    r=deploy/systemd/clusterf-register@.service
+    grep -q '^ExecStart=/usr/local/bin/clusterfctl register %i %H$' "$r" &&
+        grep -q '^DynamicUser=yes$' "$r" && grep -q '^CapabilityBoundingSet=$' "$r"
+    check "clusterf-register@.service: clusterfctl register INSTANCE HOST, unprivileged" test $? = 0
 else
     skipped "systemd units: systemd-analyze is missing (apt-get install systemd)"
 fi
@@ -90,6 +98,10 @@ for p in clusterf-ipvs clusterf-docker; do
     out=$(env -i PATH=/usr/bin:/bin "${vars[@]}" "$BUILD/$p" --help 2>&1 >/dev/null)
     check "$p accepts $envfile${out:+ ($out)}" test $? = 0
 done
+# clusterf-register@.service reads the same file, plus the backend's settings.
+out=$(env -i PATH=/usr/bin:/bin "${vars[@]}" CLUSTERF_IPV4=10.0.1.21 CLUSTERF_TCP=8080 \
+      "$BUILD/clusterfctl" register web host-1 --help 2>&1 >/dev/null)
+check "clusterfctl register accepts $envfile and the backend's settings${out:+ ($out)}" test $? = 0
 
 # --- YAML (compose + Kubernetes): tests/unit/deploy_yaml.py prints ok/FAIL/SKIP lines.
 if [ -x "$PY" ]; then
@@ -120,15 +132,53 @@ else
     skipped "kubectl kustomize: kubectl is missing"
 fi
 
+# --- Kubernetes' OpenAPI schema: every object, with kubernetes-models (npm; its generated
+# validators plus a lookup of every field, tests/unit/k8s_validate.mjs), installed into .cache/.
+k8s_models=.cache/kubernetes-models
+k8s_pkgs="kubernetes-models@5.1.0 yaml@2.8.1"
+if ! have node || ! have npm; then
+    skipped "Kubernetes schema: node and npm are missing (apt-get install nodejs npm)"
+elif [ "$(cat "$k8s_models/installed" 2>/dev/null)" != "$k8s_pkgs" ] &&
+     ! { mkdir -p "$k8s_models" && npm install --prefix "$k8s_models" --no-audit --no-fund --no-save \
+             $k8s_pkgs > "$tmp/npm.log" 2>&1 && echo "$k8s_pkgs" > "$k8s_models/installed"; }; then
+    tail -n 5 "$tmp/npm.log"
+    skipped "Kubernetes schema: npm install $k8s_pkgs failed"
+else
+    node tests/unit/k8s_validate.mjs "$k8s_models/node_modules" deploy/kubernetes/*.yaml > "$tmp/k8s.out" 2>&1
+    rc=$?
+    while IFS= read -r line; do
+        case "$line" in
+            "ok   "*) ok "Kubernetes schema: ${line#ok   }";;
+            "FAIL "*) bad "Kubernetes schema: ${line#FAIL }";;
+            *) echo "$line";;
+        esac
+    done < "$tmp/k8s.out"
+    check "Kubernetes schema: every object checked (validator exit $rc)" \
+        eval '[ $rc = 0 ] && [ "$(grep -c "^ok " "$tmp/k8s.out")" = "${want:-0}" ]'
+    # It can fail: a misspelt field, a bad quantity, a kind Kubernetes does not have.
+    sed 's/readOnlyRootFilesystem:/readOnlyRootFilesytem:/' deploy/kubernetes/clusterf-ipvs.yaml > "$tmp/k1.yaml"
+    sed 's/memory: 16Mi/memory: 16MiB/' deploy/kubernetes/clusterf-docker.yaml > "$tmp/k2.yaml"
+    sed 's/^kind: DaemonSet/kind: DaemonSett/' deploy/kubernetes/clusterf-docker.yaml > "$tmp/k3.yaml"
+    for k in k1 k2 k3; do
+        out=$(node tests/unit/k8s_validate.mjs "$k8s_models/node_modules" "$tmp/$k.yaml" 2>&1)
+        krc=$?
+        check "Kubernetes schema rejects a broken copy: $(echo "$out" | grep -oE '[^ ;,]+:? (unknown field|must match format "[a-z]+"|no such kind in Kubernetes: [^;,]*)' | head -n 1)" \
+            eval '[ $krc != 0 ] && echo "$out" | grep -q "^FAIL "'
+    done
+fi
+
 # --- docker-compose config: the Compose schema, interpolation, depends_on conditions.
 if have docker-compose; then
-    out=$(CLUSTERF_HOSTNAME=host-1 docker-compose -f deploy/compose.yaml config -q 2>&1)
+    cenv=(CLUSTERF_HOSTNAME=host-1 CLUSTERF_DOCKER_GID=999)
+    out=$(env "${cenv[@]}" docker-compose -f deploy/compose.yaml config -q 2>&1)
     check "docker-compose config accepts deploy/compose.yaml${out:+ ($out)}" test $? = 0
     sed 's/^    cap_add: \[NET_ADMIN\]/    cap_addd: [NET_ADMIN]/' deploy/compose.yaml > "$tmp/compose.yaml"
-    ! CLUSTERF_HOSTNAME=host-1 docker-compose -f "$tmp/compose.yaml" config -q >/dev/null 2>&1
+    ! env "${cenv[@]}" docker-compose -f "$tmp/compose.yaml" config -q >/dev/null 2>&1
     check "docker-compose config rejects a copy with a misspelt key" test $? = 0
-    ! docker-compose -f deploy/compose.yaml config -q >/dev/null 2>&1
+    ! env CLUSTERF_DOCKER_GID=999 docker-compose -f deploy/compose.yaml config -q >/dev/null 2>&1
     check "docker-compose config insists on CLUSTERF_HOSTNAME" test $? = 0
+    ! env CLUSTERF_HOSTNAME=host-1 docker-compose -f deploy/compose.yaml config -q >/dev/null 2>&1
+    check "docker-compose config insists on CLUSTERF_DOCKER_GID" test $? = 0
 else
     skipped "docker-compose config: docker-compose is missing (apt-get install docker-compose)"
 fi
@@ -136,14 +186,17 @@ fi
 # --- Dockerfile, statically: `docker build` cannot pull base images here.
 df=deploy/Dockerfile
 froms=$(grep -E '^FROM ' "$df" | awk '{print $2}' | tr '\n' ' ')
-check "$df: debian:bookworm build stage, debian:bookworm-slim runtime ($froms)" \
-    test "$froms" = "debian:bookworm debian:bookworm-slim "
-check "$df: no ENTRYPOINT, no USER" eval '! grep -qE "^(ENTRYPOINT|USER) " "$df"'
+check "$df: debian:bookworm build, debian:bookworm-slim runtime libraries, scratch image ($froms)" \
+    test "$froms" = "debian:bookworm debian:bookworm-slim scratch "
+check "$df: no ENTRYPOINT" eval '! grep -qE "^ENTRYPOINT " "$df"'
+check "$df: the image's user is unprivileged (USER 65532:65532, last)" \
+    eval '[ "$(grep -E "^USER " "$df" | tail -n 1)" = "USER 65532:65532" ]'
 # COPY sources (not --from) exist in the repository; the context filter keeps build/ out.
 missing=$(grep -E '^COPY ' "$df" | grep -v -- '--from=' | awk '{for (i = 2; i < NF; i++) print $i}' |
           while read -r src; do [ -e "$src" ] || echo "$src"; done)
 check "$df: every COPY source exists${missing:+ (missing: $(echo $missing))}" test -z "$missing"
-check "$df.dockerignore keeps build/ out of the context" grep -qx 'build' "$df.dockerignore"
+check ".dockerignore keeps build/ and .cache/ out of the context" \
+    eval 'grep -qx build .dockerignore && grep -qx .cache .dockerignore'
 # `make all` in the image sees only what is copied: every file the programs' objects were
 # compiled from (the compiler's .d lists of the last build) lies under a copied directory.
 copied_dirs=$(grep -E '^COPY ' "$df" | grep -v -- '--from=' | awk '{for (i = 2; i < NF; i++) print $i}')
@@ -187,7 +240,7 @@ for m in $(sed -nE 's/^PKGS +:= //p' Makefile); do
     check "install-deps --build-only has $m.pc's package ${pkg:-?}" \
         eval '[ -n "$pkg" ] && echo "$build_pkgs" | grep -qx "$pkg"'
 done
-echo "info the image build itself is not tested here (no registry access for debian:bookworm)"
+echo "info the image is built and run by tests/docker/test_image.sh (make image)"
 
 echo "test_deploy: $pass passed, $fail failed, $skip skipped"
 [ "$fail" = 0 ]
