@@ -168,6 +168,10 @@ static int state_set_aside(reconcile *r, const char *why, char *err, size_t errl
     owned_clear(r);
     r->owned_dirty = false;
     snprintf(aside, sizeof aside, "%s.corrupt", r->state_path); /* fits: state_check_path */
+    if (!r->kernel.apply) { /* read-only: the daemon sets it aside, not a viewer */
+        snprintf(err, errlen, "state file %s is damaged (%s)", r->state_path, why);
+        return RECONCILE_STATE_SET_ASIDE;
+    }
     if (rename(r->state_path, aside) == 0)
         snprintf(err, errlen, "state file %s is damaged (%s); moved to %s; owned services "
                  "unknown: owning what the config names, as on a first start",
