@@ -366,7 +366,7 @@ scenario_advertise() {
     ipvsadm -A -t 10.70.0.1:80 -s rr
     before=$(ipvsadm -S -n)
     marker=$(wc -l < $LOG)
-    clusterf-ipvs --etcd-endpoints=$EP --dry-run --state-dir= --log-level=info \
+    clusterf-ipvs --etcd-endpoints=$EP --dry-run --state-dir= --log-level=debug \
         -advertise-route-name=host1 -advertise-route-prefix4=10.77.0.0/16 \
         -advertise-route-gateway4=10.107.107.77 -advertise-route-ipvs-method=droute \
         -advertise-route-ttl=2 >> $LOG 2>&1 &
