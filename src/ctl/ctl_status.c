@@ -1,9 +1,11 @@
 /* ctl_status.c -- `clusterfctl status`: the desired IPVS table (lb_compute_all on the merged
  * config, as clusterf-ipvs computes it) next to the kernel's (ipvs_dump), per service and
  * destination: ok, missing (only desired), differ, extra (a destination only in the kernel, in
- * a managed service), stale (a service only in the kernel that clusterf-ipvs created, per its
- * state file) or foreign (a service only in the kernel that clusterf-ipvs leaves alone). Every
- * row but ok and foreign is drift. Read-only: nothing is changed in the kernel. */
+ * a managed service), draining (such a destination at weight 0 in a TCP or fwmark service:
+ * clusterf-ipvs keeps a removed backend so until its connections end or --drain-timeout; shown
+ * with its connection counts), stale (a service only in the kernel that clusterf-ipvs created,
+ * per its state file) or foreign (a service only in the kernel that clusterf-ipvs leaves
+ * alone). Every row but ok, draining and foreign is drift. Read-only: nothing is changed in the kernel. */
 #include "ctl/ctl_int.h"
 
 #include "ipvs/ipvs.h"
@@ -11,6 +13,7 @@
 #include "reconcile/reconcile.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,7 +21,7 @@ struct status {
     const ctl_options *o;
     ctl_table table;
     struct json_object *rows;
-    size_t drift, foreign, services, dests;
+    size_t drift, foreign, services, dests, draining;
 };
 
 /* One row; counts drift (a stale service counts once, not once per destination).
@@ -27,8 +30,10 @@ static int row(struct status *st, const char *state, const char *svc, const char
                const char *want, const char *have, const char *owner)
 {
     bool stale = strcmp(state, "stale") == 0;
-    if ((stale && !dest) || (!stale && strcmp(state, "ok") != 0 && strcmp(state, "foreign") != 0))
+    bool fine = !strcmp(state, "ok") || !strcmp(state, "foreign") || !strcmp(state, "draining");
+    if ((stale && !dest) || (!stale && !fine))
         st->drift++;
+    st->draining += strcmp(state, "draining") == 0;
     if (!st->rows) {
         const char *cells[] = {state, svc, dest, want, have, owner};
         return ctl_table_row(&st->table, cells);
@@ -112,9 +117,15 @@ static int desired_service(struct status *st, const lb_service *ls, const struct
             reconcile_lb_to_ipvs_dest(&ls->dests[j], &d);
             wanted = ipvs_dest_cmp(&want, &d, &ke->dests[i]) == 0;
         }
-        if (!wanted)
-            rc = row(st, "extra", sn, ipvs_dest_str(&want, &ke->dests[i], dn, sizeof dn), NULL,
-                     dest_desc(&ke->dests[i], a, sizeof a), ls->owner);
+        if (wanted)
+            continue;
+        const struct ipvs_dest *kd = &ke->dests[i];
+        bool draining = kd->weight == 0 && want.protocol != IPPROTO_UDP;
+        if (draining)
+            snprintf(a, sizeof a, "%s w=0 active=%u inactive=%u", ipvs_fwd_name(kd->fwd),
+                     kd->active_conns, kd->inact_conns);
+        rc = row(st, draining ? "draining" : "extra", sn, ipvs_dest_str(&want, kd, dn, sizeof dn),
+                 NULL, draining ? a : dest_desc(kd, a, sizeof a), ls->owner);
     }
     return rc;
 }
@@ -173,6 +184,7 @@ static reconcile *load_owned(const ctl_options *o, ipvs_conn *conn)
     if (!o->state_path)
         return NULL;
     struct ipvs_iface k = ipvs_conn_iface(conn);
+    k.apply = NULL; /* read-only: status changes neither the kernel nor the state file */
     reconcile *r = NULL;
     char err[320];
     int rc = reconcile_new(&k, o->state_path, &r, err, sizeof err);
@@ -194,6 +206,7 @@ static void status_print(struct status *st, const ctl_report *rep)
         json_object_object_add(root, "in_sync", json_object_new_boolean(st->drift == 0));
         json_object_object_add(root, "drift", json_object_new_int64((int64_t)st->drift));
         json_object_object_add(root, "foreign", json_object_new_int64((int64_t)st->foreign));
+        json_object_object_add(root, "draining", json_object_new_int64((int64_t)st->draining));
         json_object_object_add(root, "revision", json_object_new_int64(rep->revision));
         json_object_object_add(root, "rows", json_object_get(st->rows));
         json_object_object_add(root, "errors", ctl_json_strs(&rep->errors));
@@ -209,6 +222,8 @@ static void status_print(struct status *st, const ctl_report *rep)
                 st->drift);
     else
         fprintf(o->out, "in sync: %zu service(s), %zu destination(s)", st->services, st->dests);
+    if (st->draining)
+        fprintf(o->out, "; %zu destination(s) draining", st->draining);
     fprintf(o->out, "; %zu foreign service(s) left alone\n", st->foreign);
 }
 

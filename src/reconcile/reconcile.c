@@ -657,6 +657,7 @@ void reconcile_free(reconcile *r)
     bytemap_clear(&r->draining);
     ipvs_batch_release(&r->batch);
     free(r->state_path);
+    free(r->journal);
     free(r);
 }
 

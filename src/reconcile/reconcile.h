@@ -54,7 +54,9 @@ size_t reconcile_result_changes(const reconcile_result *res);
  * (*out is set, usable) when the state file could not be used (unreadable, cut short, not the
  * format): it was renamed to "<state_path>.corrupt" and the owned set is unknown, so it starts
  * empty as on a first start; err says why and where the file went, for the caller to log.
- * Or -ENAMETOOLONG (state_path too long), -ENOMEM, -EMFILE / -ENFILE (message in err). */
+ * Or -ENAMETOOLONG (state_path too long), -ENOMEM, -EMFILE / -ENFILE (message in err).
+ * A kernel without apply (NULL) makes a read-only reconciler (clusterfctl status): it only
+ * reads the state file, never writes or moves it. */
 int reconcile_new(const struct ipvs_iface *kernel, const char *state_path, reconcile **out,
                   char *err, size_t errlen);
 /* Free the reconciler (the kernel table is left as it is); NULL is a no-op. */

@@ -40,6 +40,12 @@ typedef struct mentry {
     bool seen;        /* scratch: in the last service dump */
 } mentry;
 
+/* One change of the owned set. */
+struct owned_change {
+    svc_id id;
+    bool added;
+};
+
 /* The IPVS services one clusterf service desired at its last pass. */
 typedef struct named {
     char *name;
@@ -66,6 +72,13 @@ struct reconcile {
     struct ipvs_batch batch; /* ops not sent yet (bounded: see BATCH_OPS) */
     bool full;               /* a sliced full pass runs (begin done, end not yet) */
     int64_t saved_ms;        /* when the state file was last written (monotonic) */
+    /* Owned-set changes not in the state file yet, appended to it by the next save (so a save
+     * costs what changed); the file is rewritten whole when the journal grows past the set. */
+    struct owned_change *journal;
+    size_t n_journal, cap_journal;
+    size_t journal_lines;    /* change lines the file holds after its full part */
+    bool journal_reset;      /* the set was cleared: the next save rewrites the file */
+    bool state_ok;           /* the file exists and is ours: changes can be appended */
     bool needs_full;
     bool mirror_loaded;      /* the kernel's services were dumped at least once */
     bool owned_dirty;

@@ -1,11 +1,15 @@
 /* reconcile_state.c -- the owned set and the state file that keeps it across restarts.
  *
  * The file is text, one service per line: "<inet|inet6> <tcp|udp|sctp|fwmark> <addr> <port>
- * <fwmark>", after a header line. It is replaced atomically (a unique temp file in the same
- * directory, fsync, rename, fsync of the directory) so a crash leaves the old or the new set,
- * never half of one. A damaged file (unreadable, cut short, not this format) is moved aside
+ * <fwmark>", after a header line; a line "- <the same fields>" removes a service listed
+ * before it. A save appends the changes since the last one (and fsyncs), so adding one service
+ * to a 10k-service set writes one line; when the appended lines outnumber the set, the file is
+ * replaced atomically instead (a unique temp file in the same directory, fsync, rename, fsync
+ * of the directory) so a crash leaves the old or the new set, never half of one. A damaged file (unreadable, cut short, not this format) is moved aside
  * to "<path>.corrupt" and the owned set starts empty, as on a first start. */
 #include "reconcile/reconcile_int.h"
+
+#include "common/vec.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -38,6 +42,19 @@ bool owned_has(const reconcile *r, const svc_id *id)
     return bytemap_get(&r->owned, id, sizeof *id) != NULL;
 }
 
+/* Note a change for the next save (a failed note makes it rewrite the whole file). */
+static void journal_note(reconcile *r, const svc_id *id, bool added)
+{
+    if (r->journal_reset)
+        return;
+    if (vec_grow((void **)&r->journal, &r->cap_journal, r->n_journal + 1,
+                 sizeof *r->journal) < 0) {
+        r->journal_reset = true;
+        return;
+    }
+    r->journal[r->n_journal++] = (struct owned_change){*id, added};
+}
+
 int owned_add(reconcile *r, const svc_id *id)
 {
     if (owned_has(r, id))
@@ -51,6 +68,7 @@ int owned_add(reconcile *r, const svc_id *id)
         return -ENOMEM;
     }
     r->owned_dirty = true;
+    journal_note(r, id, true);
     return 0;
 }
 
@@ -60,6 +78,7 @@ void owned_remove(reconcile *r, const svc_id *id)
     if (copy) {
         free(copy);
         r->owned_dirty = true;
+        journal_note(r, id, false);
     }
 }
 
@@ -71,6 +90,8 @@ void owned_clear(reconcile *r)
         free(e->val);
     bytemap_clear(&r->owned);
     r->owned_dirty = true;
+    r->journal_reset = true;
+    r->n_journal = 0;
 }
 
 static const char *proto_word(const svc_id *id)
@@ -141,9 +162,11 @@ static int state_read(reconcile *r, FILE *f, char *why, size_t whylen)
             snprintf(why, whylen, "line 1 is not the header \"%s\"", STATE_HEADER);
         else if (lineno == 1)
             continue;
-        else if (state_parse_line(line, &id) < 0)
-            snprintf(why, whylen, "line %d is not \"<inet|inet6> <tcp|udp|sctp|fwmark> "
+        else if (state_parse_line(line + 2 * (line[0] == '-' && line[1] == ' '), &id) < 0)
+            snprintf(why, whylen, "line %d is not \"[- ]<inet|inet6> <tcp|udp|sctp|fwmark> "
                      "<addr> <port> <fwmark>\"", lineno);
+        else if (line[0] == '-')
+            owned_remove(r, &id);
         else
             rc = owned_add(r, &id);
         if (rc == 0 && why[0])
@@ -157,6 +180,9 @@ static int state_read(reconcile *r, FILE *f, char *why, size_t whylen)
         snprintf(why, whylen, "the file is empty (no header)");
         rc = -EINVAL;
     }
+    /* Lines beyond one per owned service came from appended changes. */
+    r->journal_lines = lineno > 1 && (size_t)(lineno - 1) > r->owned.n
+                     ? (size_t)(lineno - 1) - r->owned.n : 0;
     return rc;
 }
 
@@ -168,6 +194,10 @@ static int state_set_aside(reconcile *r, const char *why, char *err, size_t errl
     owned_clear(r);
     r->owned_dirty = false;
     snprintf(aside, sizeof aside, "%s.corrupt", r->state_path); /* fits: state_check_path */
+    if (!r->kernel.apply) { /* read-only: the daemon sets it aside, not a viewer */
+        snprintf(err, errlen, "state file %s is damaged (%s)", r->state_path, why);
+        return RECONCILE_STATE_SET_ASIDE;
+    }
     if (rename(r->state_path, aside) == 0)
         snprintf(err, errlen, "state file %s is damaged (%s); moved to %s; owned services "
                  "unknown: owning what the config names, as on a first start",
@@ -208,6 +238,9 @@ int state_load(reconcile *r, char *err, size_t errlen)
     if (f)
         fclose(f);
     r->owned_dirty = false;
+    r->n_journal = 0;
+    r->journal_reset = false;
+    r->state_ok = f && !why[0] && rc == 0;
     if (rc == -ENOMEM) {
         snprintf(err, errlen, "state file %s: out of memory", r->state_path);
         return rc;
@@ -215,13 +248,14 @@ int state_load(reconcile *r, char *err, size_t errlen)
     return why[0] ? state_set_aside(r, why, err, errlen) : 0;
 }
 
-static void state_write_id(FILE *f, const svc_id *id)
+/* One service line ("- " first for a removal). */
+static void state_write_id(FILE *f, const svc_id *id, bool removed)
 {
     char addr[INET6_ADDRSTRLEN] = "-";
     if (!id->fwmark)
         inet_ntop(id->af, id->addr, addr, sizeof addr);
-    fprintf(f, "%s %s %s %u %u\n", id->af == AF_INET6 ? "inet6" : "inet", proto_word(id), addr,
-            id->port, id->fwmark);
+    fprintf(f, "%s%s %s %s %u %u\n", removed ? "- " : "", id->af == AF_INET6 ? "inet6" : "inet",
+            proto_word(id), addr, id->port, id->fwmark);
 }
 
 /* The directory part of path ("." when there is none) into dir. 0 or -ENAMETOOLONG. */
@@ -277,7 +311,7 @@ static int state_write_fd(reconcile *r, int fd)
     size_t pos = 0;
     bytemap_entry *e = NULL;
     while (bytemap_next(&r->owned, &pos, &e))
-        state_write_id(f, e->val);
+        state_write_id(f, e->val, false);
     int rc = fflush(f) != 0 || fsync(fileno(f)) != 0 ? -errno : 0;
     if (fclose(f) != 0 && rc == 0)
         rc = -errno;
@@ -315,12 +349,43 @@ static int state_replace(reconcile *r, char *err, size_t errlen)
     return rc;
 }
 
+/* Append the journal to the state file and fsync it. 0 or -errno (err set). */
+static int state_append(reconcile *r, char *err, size_t errlen)
+{
+    int fd = open(r->state_path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    FILE *f = fd < 0 ? NULL : fdopen(fd, "a");
+    int rc = 0;
+    if (!f) {
+        rc = -errno;
+        if (fd >= 0)
+            close(fd);
+    } else {
+        for (size_t i = 0; i < r->n_journal; i++)
+            state_write_id(f, &r->journal[i].id, !r->journal[i].added);
+        rc = fflush(f) != 0 || fsync(fileno(f)) != 0 ? -errno : 0;
+        if (fclose(f) != 0 && rc == 0)
+            rc = -errno;
+    }
+    if (rc < 0)
+        snprintf(err, errlen, "state file %s: append: %s", r->state_path, strerror(-rc));
+    return rc;
+}
+
 int state_save(reconcile *r, char *err, size_t errlen)
 {
     if (!r->state_path || !r->owned_dirty)
         return 0;
-    int rc = state_replace(r, err, errlen);
-    if (rc == 0)
+    bool whole = !r->state_ok || r->journal_reset ||
+                 r->journal_lines + r->n_journal > r->owned.n + 64;
+    int rc = whole ? state_replace(r, err, errlen) : state_append(r, err, errlen);
+    if (rc == 0) {
+        r->journal_lines = whole ? 0 : r->journal_lines + r->n_journal;
+        r->n_journal = 0;
+        r->journal_reset = false;
+        r->state_ok = true;
         r->owned_dirty = false;
+    } else {
+        r->state_ok = false; /* the file may hold part of it: rewrite it whole next time */
+    }
     return rc;
 }

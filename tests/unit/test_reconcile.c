@@ -857,6 +857,65 @@ static void test_incremental_before_full(void)
     world_close(&w);
 }
 
+/* Lines of file path, or -1. */
+static long file_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    long n = 0;
+    int c;
+    if (!f)
+        return -1;
+    while ((c = fgetc(f)) != EOF)
+        n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+/* A save writes what changed: a service added or deleted appends one line to a large state
+ * file; a restart reads the set back; appended lines are folded in once they outnumber it. */
+static void test_state_file_appends(void)
+{
+    world w = {0};
+    snprintf(w.state, sizeof w.state, "/tmp/clusterf-test-journal-%d", (int)getpid());
+    unlink(w.state);
+    world_open(&w, w.state);
+    char key[64], val[96];
+    for (int i = 0; i < 200; i++) {
+        snprintf(key, sizeof key, "services/s%d/frontend", i);
+        snprintf(val, sizeof val, "{\"ipv4\":\"10.8.%d.%d\",\"tcp\":80}", i / 200, i % 200 + 1);
+        put(&w, key, val);
+    }
+    full(&w);
+    CHECK_INT(file_lines(w.state), 1 + 200);
+    put(&w, "services/new/frontend", "{\"ipv4\":\"10.9.9.9\",\"tcp\":80}");
+    incr(&w, "new");
+    CHECK_INT(file_lines(w.state), 1 + 201);
+    put(&w, "services/s7/frontend", NULL);
+    incr(&w, "s7");
+    CHECK_INT(file_lines(w.state), 1 + 202); /* "- inet tcp 10.8.0.8 80 0" */
+    reconcile_free(w.rec);
+    w.rec = NULL;
+    world_open(&w, w.state);
+    struct ipvs_service s7 = tcp_svc("10.8.0.8", 80), nw = tcp_svc("10.9.9.9", 80),
+                        s8 = tcp_svc("10.8.0.9", 80);
+    CHECK(!reconcile_owns(w.rec, &s7));
+    CHECK(reconcile_owns(w.rec, &nw));
+    CHECK(reconcile_owns(w.rec, &s8));
+    CHECK_INT(reconcile_owned_count(w.rec), 200);
+    /* many changes: the file is rewritten once the appended lines outnumber the set */
+    for (int round = 0; round < 300; round++) {
+        put(&w, "services/new/frontend", round % 2 ? "{\"ipv4\":\"10.9.9.9\",\"tcp\":80}" : NULL);
+        incr(&w, "new");
+    }
+    CHECK_MSG(file_lines(w.state) <= 1 + 200 + 200 + 65, "%ld lines", file_lines(w.state));
+    reconcile_free(w.rec);
+    w.rec = NULL;
+    world_open(&w, w.state);
+    CHECK(reconcile_owns(w.rec, &nw));
+    CHECK_INT(reconcile_owned_count(w.rec), 200);
+    world_close(&w);
+}
+
 static int64_t fake_now;
 static int64_t fake_clock(void)
 {
@@ -975,5 +1034,6 @@ int main(int argc, char **argv)
     check_run("full_pass_end_and_abort", test_full_pass_end_and_abort);
     check_run("incremental_before_full", test_incremental_before_full);
     check_run("drain", test_drain);
+    check_run("state_file_appends", test_state_file_appends);
     return check_end();
 }

@@ -366,7 +366,7 @@ scenario_advertise() {
     ipvsadm -A -t 10.70.0.1:80 -s rr
     before=$(ipvsadm -S -n)
     marker=$(wc -l < $LOG)
-    clusterf-ipvs --etcd-endpoints=$EP --dry-run --state-dir= --log-level=info \
+    clusterf-ipvs --etcd-endpoints=$EP --dry-run --state-dir= --log-level=debug \
         -advertise-route-name=host1 -advertise-route-prefix4=10.77.0.0/16 \
         -advertise-route-gateway4=10.107.107.77 -advertise-route-ipvs-method=droute \
         -advertise-route-ttl=2 >> $LOG 2>&1 &
@@ -556,6 +556,11 @@ scenario_drain() {
     check "drain: 10 new connections all go to be2" \
         test "$(grep -c '^be2$' /tmp/new.out)" = 10 -a "$(grep -c '^be1$' /tmp/new.out)" = 0
     check "drain: b1 is still there while its connection lives" dest_has 10.9.1.2:9000 "Masq 0 "
+    status
+    check "drain: status exits 0 (a draining dest is not drift)" test $STATUS_RC = 0
+    sees "drain: status shows b1 draining with its connection" \
+        "^draining tcp 10.10.10.10:9000 10.9.1.2:9000 - masq w=0 active=1 inactive=0 long$"
+    sees "drain: status summary counts it" "; 1 destination(s) draining;"
     long_close
     wait_for "drain: b1 deleted once its connection closed (well within --drain-timeout=30s)" 15 \
         dest_gone 10.9.1.2:9000

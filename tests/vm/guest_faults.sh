@@ -100,14 +100,15 @@ want() { [ -z "$FILTER" ] || case "$1" in *"$FILTER"*) return 0;; *) return 1;; 
 route_lease() {
     etcdctl --endpoints=$EP get /clusterf/routes/host1 -w json | sed -n 's/.*"lease":\([0-9]*\).*/\1/p'
 }
-lease_count() { grep -c 'msg="etcd lease lost"' $LOG; }
+lease_count() { grep -c "msg=\"advertised route's lease lost" $LOG; }
 # freeze_etcd: SIGSTOP etcd, then wait until the daemon has noticed its lease is lost (no
 # keep-alive answer within the 2 s TTL): from then on it retries the grant against a hung etcd.
+lease_lost_since() { [ "$(lease_count)" -gt "$1" ]; }
 freeze_etcd() {
     lost=$(lease_count)
     kill -STOP $ETCD_PID
     wait_for "$1: the daemon notices its lease is lost while etcd is frozen" 20 \
-        sh -c "[ \$(grep -c 'msg=\"etcd lease lost\"' $LOG) -gt $lost ]"
+        lease_lost_since $lost
 }
 
 LOC="TCP 10.60.0.1:80 wlc"
