@@ -60,10 +60,10 @@ start_ipvs() {
 
 stop_ipvs() { [ -n "$IPVS_PID" ] && { kill $IPVS_PID; wait $IPVS_PID 2>/dev/null; }; IPVS_PID=; }
 
-# timed CMD...: run CMD (a shell string) and print its wall time in ms; its status in $TIMED_RC.
+# timed VAR CMD: run CMD (a shell string); VAR = its wall time in ms, TIMED_RC = its status.
 timed() {
-    t0=$(probe now); sh -c "$1"; TIMED_RC=$?; t1=$(probe now)
-    echo $((t1 - t0))
+    t0=$(probe now); sh -c "$2"; TIMED_RC=$?; t1=$(probe now)
+    eval "$1=\$((t1 - t0))"
 }
 
 # wait_line LOG OFFSET TEXT: "<epoch ms of the line> <offset after it>", or fails.
@@ -84,7 +84,7 @@ cold_sync() {
 
 # check_table S: ipvsadm -Sn of the table (timed: DUMP_MS) has S x (1 + BPS) rules.
 check_table() {
-    DUMP_MS=$(timed 'ipvsadm -Sn > /tmp/dump')
+    timed DUMP_MS 'ipvsadm -Sn > /tmp/dump'
     n=$(wc -l < /tmp/dump) want=$(($1 * (1 + BPS)))
     if [ "$n" = "$want" ]; then ok "$1: kernel table has all $want rules (ipvsadm -Sn count)"
     else bad "$1: kernel table has $n rules, want $want"; fi
@@ -99,12 +99,12 @@ resync() {
     set -- "$1" "$(wait_line $log 0 "$MSG_START")"
     [ -n "$2" ] || { bad "$1: restart pass"; return 1; }
     off=${2#* }
-    probe loop-busy $IPVS_PID > /tmp/busy.out &
+    /vm/guest_bench_probe loop-busy $IPVS_PID > /tmp/busy.out &
     sampler=$!
     sleep 1
     kill -HUP $IPVS_PID
     set -- "$1" "$(wait_line $log "$off" 'msg="SIGHUP: full resync"')" "$(wait_line $log "$off" "$MSG_HUP")"
-    kill -INT $sampler; wait $sampler
+    kill -TERM $sampler; wait $sampler
     [ -n "$2" ] && [ -n "$3" ] || { bad "$1: SIGHUP resync finished"; return 1; }
     RESYNC_MS=$((${3% *} - ${2% *}))
     BUSY_MS=$(sed -n 's/^longest_busy_ms=\([0-9.]*\).*/\1/p' /tmp/busy.out)
@@ -135,7 +135,7 @@ run_item() {
     t0=$(probe now); load_etcd $d || { bad "$s: etcd loaded"; stop_etcd; return 1; }
     echo "INFO $s x $BPS: etcdctl txn loaded $(cat $d/txn.* | grep -c '^put') keys in $(($(probe now) - t0)) ms"
     if [ "$kind" = main ]; then
-        RESTORE_MS=$(timed "ipvsadm -R < $d/rules")
+        timed RESTORE_MS "ipvsadm -R < $d/rules"
         [ "$TIMED_RC" = 0 ] && ok "$s: ipvsadm -R" || bad "$s: ipvsadm -R exit $TIMED_RC"
         check_table "$s"
         ipvsadm -C

@@ -71,21 +71,23 @@ static int64_t log_ts_ms(const char *line)
 /* Scan complete lines of f from *off; 1 and the line's ts when one contains text. */
 static int scan_lines(FILE *f, long *off, const char *text, int64_t *ts)
 {
-    char line[8192];
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int found = 0;
     if (fseek(f, *off, SEEK_SET) < 0)
         return 0;
-    while (fgets(line, sizeof line, f)) {
-        size_t len = strlen(line);
-        if (len == 0 || line[len - 1] != '\n')
-            return 0;   /* a partial line: read it again when it is complete */
+    while (!found && (len = getline(&line, &cap, f)) > 0) {
+        if (line[len - 1] != '\n')
+            break;   /* a partial line: read it again when it is complete */
         *off += (long)len;
         if (strstr(line, text)) {
             *ts = log_ts_ms(line);
-            return 1;
+            found = 1;
         }
     }
-    clearerr(f);
-    return 0;
+    free(line);
+    return found;
 }
 
 static int cmd_wait_log(const char *path, long off, const char *text, double limit_s)
