@@ -6,6 +6,8 @@
 #
 # Usage: guest_bench.sh BPS SAMPLES ITEM...   ITEM = SERVICES:KIND, the table SERVICES x BPS
 #   from /vm/data/SERVICES/ (txn.* for etcdctl txn, rules for ipvsadm -R; tests/bench/bench-gen.awk).
+# After the cold sync (at the default log level) the daemon is restarted at debug level over the
+# full table, and the resync and latency figures are taken from that one.
 #   KIND main:    P1 cold sync (and its kernel part) vs ipvsadm -R, P3 resync vs ipvsadm -Sn,
 #                 the event loop's longest busy stretch during the resync, P2 latency (big)
 #        growth:  cold sync and resync only (per-destination cost)
@@ -43,11 +45,17 @@ fresh_etcd() {
 
 stop_etcd() { kill $ETCD_PID 2>/dev/null; wait $ETCD_PID 2>/dev/null; ETCD_PID=; }
 
-# load_etcd DIR: every txn.* of DIR through etcdctl txn.
+# load_etcd DIR: every txn.* of DIR through etcdctl txn; a txn that times out (a slow VM) is
+# sent again (puts are idempotent).
 load_etcd() {
     for f in "$1"/txn.*; do
-        etcdctl --endpoints=$EP txn < "$f" > /tmp/txn.out 2>&1 && grep -q SUCCESS /tmp/txn.out ||
-            { cat /tmp/txn.out; return 1; }
+        try=0
+        until etcdctl --endpoints=$EP --command-timeout=300s txn < "$f" > /tmp/txn.out 2>&1 &&
+              grep -q SUCCESS /tmp/txn.out; do
+            try=$((try + 1))
+            [ $try -lt 4 ] || { cat /tmp/txn.out; return 1; }
+            echo "INFO etcdctl txn $f failed ($(grep -m1 Error /tmp/txn.out)); again"
+        done
     done
 }
 
@@ -90,15 +98,19 @@ check_table() {
     else bad "$1: kernel table has $n rules, want $want"; fi
 }
 
-# resync S: restart the daemon at debug level (its no-change summaries are debug), wait for its
-# start pass, then time a SIGHUP full resync from its own log lines while sampling its loop.
-resync() {
+# restart_debug S: restart the daemon at debug level (its no-change summaries are debug) over
+# the full kernel table and wait for its start pass; LOG and OFF = its log and the offset after.
+restart_debug() {
     stop_ipvs
-    log=/tmp/ipvs-$1-debug.log
-    start_ipvs $log debug
-    set -- "$1" "$(wait_line $log 0 "$MSG_START")"
-    [ -n "$2" ] || { bad "$1: restart pass"; return 1; }
-    off=${2#* }
+    LOG=/tmp/ipvs-$1-debug.log
+    start_ipvs $LOG debug
+    line=$(wait_line $LOG 0 "$MSG_START") || { bad "$1: restart pass"; return 1; }
+    OFF=${line#* }
+}
+
+# resync S: time a SIGHUP full resync from the daemon's own log lines while sampling its loop.
+resync() {
+    log=$LOG off=$OFF
     /vm/guest_bench_probe loop-busy $IPVS_PID > /tmp/busy.out &
     sampler=$!
     sleep 1
@@ -148,6 +160,7 @@ run_item() {
             result "p1_kernel_programming_${s}x$BPS" $KERNEL_MS $RESTORE_MS ms 0.2
         fi
         [ "$kind" = growth ] || [ "$kind" = main ] && echo "GROWTH cold $s $((s * BPS)) $COLD_MS"
+        restart_debug "$s" || { stop_ipvs; stop_etcd; return 1; }
         if [ "$kind" != latency ] && resync "$s"; then
             echo "GROWTH resync $s $((s * BPS)) $RESYNC_MS"
             if [ "$kind" = main ]; then
