@@ -31,6 +31,8 @@ VM_TESTS     := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/vm/test_*.c)))
 VM_GUESTS    := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/vm/guest_*.c)))
 DOCKER_TESTS := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/docker/test_*.c)))
 BENCHES      := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/bench/bench_*.c)))
+# Helpers of `make bench` that also run in the VM (tests/bench/guest_*.c).
+BENCH_GUESTS := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/bench/guest_*.c)))
 TEST_BINS    := $(UNIT_TESTS) $(INTEG_TESTS) $(VM_TESTS) $(DOCKER_TESTS)
 
 .PHONY: all test asan bench bench-ipvs proto check-generated fuzz fuzz-build demo clean tests image
@@ -61,7 +63,7 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTLIB_OBJS) $(LIB)
 	@$(if $(Q),echo '  LINK  $@',true)
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $< $(TESTLIB_OBJS) $(LIB) $(LDLIBS_ALL)
 
-tests: all $(TEST_BINS) $(VM_GUESTS)
+tests: all $(TEST_BINS) $(VM_GUESTS) $(BENCHES) $(BENCH_GUESTS)
 
 # Every suite; the runner prints the closing line and fails on any failure.
 test: tests
@@ -72,8 +74,11 @@ asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -g" \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 
-bench: all $(BENCHES)
-	@set -e; for b in $(BENCHES); do echo "== $$b"; $$b; done
+# Every scale figure of issue #8 next to its reference (tests/bench/run-bench: native + VM),
+# a table and $(BUILD)/bench/results.json; BENCH_SCALE=2000 etc. for a quick run. bench_lb first.
+bench: all $(BENCHES) $(BENCH_GUESTS)
+	$(BUILD)/tests/bench/bench_lb
+	BUILD=$(BUILD) tests/bench/run-bench
 
 # libFuzzer targets tests/fuzz/fuzz_*.c over config/ + lb/ (pure code, so built straight from
 # their sources with clang), each run for FUZZ_SECONDS by tests/fuzz/run-fuzzer.
