@@ -232,7 +232,7 @@ static void tb_value(textbuf *t, double v)
     else if (v == floor(v) && fabs(v) < 1e15)
         tb_printf(t, "%.0f\n", v);
     else
-        tb_printf(t, "%.17g\n", v);
+        tb_printf(t, "%.15g\n", v);
 }
 
 static void render_histogram(textbuf *t, const family *f, const series *s)
