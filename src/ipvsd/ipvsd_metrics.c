@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #define PUBLISH_MS 1000
+/* Without a readiness bound, etcd counts as away after this long without an answer. */
+#define ETCD_DOWN_AFTER_MS 15000
 
 struct ipvsd_metrics {
     metrics_registry *reg;
@@ -335,6 +337,9 @@ static void config_gauges(ipvsd *d, metrics_registry *reg)
 static void etcd_gauges(ipvsd *d, struct ipvsd_metrics *m)
 {
     int64_t now = clock_now_ms();
+    int64_t bound = d->o->ready_etcd_ms > 0 ? d->o->ready_etcd_ms : ETCD_DOWN_AFTER_MS;
+    if (m->etcd_seen_ms && now - m->etcd_seen_ms > bound)
+        m->etcd_up = false; /* a probe hangs: etcd is away, even before it times out */
     metrics_set(m->reg, "clusterf_etcd_connected", "", m->etcd_up);
     metrics_set(m->reg, "clusterf_etcd_last_contact_age_seconds", "",
                 m->etcd_seen_ms ? (double)(now - m->etcd_seen_ms) / 1000.0 : -1);
