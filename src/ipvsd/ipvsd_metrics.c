@@ -64,6 +64,12 @@ static const struct { const char *name; enum metrics_type type; const char *help
     {"clusterf_ipvs_destination_bytes_total", METRICS_COUNTER, "Bytes of the destination by direction."},
 };
 
+/* etcd counts as away when not reached for this long. */
+static int64_t etcd_bound_ms(const ipvsd *d)
+{
+    return d->o->ready_etcd_ms > 0 ? d->o->ready_etcd_ms : ETCD_DOWN_AFTER_MS;
+}
+
 static void state_mtime(ipvsd *d, struct timespec *out)
 {
     struct stat st;
@@ -223,9 +229,10 @@ void ipvsd_metrics_etcd_job(ipvsd *d, const ipvsd_job *job)
         return;
     bool up = job->rc == 0;
     if (up) {
-        m->etcd_seen_ms = clock_now_ms();
-        if (!m->etcd_up && m->etcd_was_up)
+        int64_t now = clock_now_ms();
+        if (m->etcd_was_up && (!m->etcd_up || now - m->etcd_seen_ms > etcd_bound_ms(d)))
             metrics_add(m->reg, "clusterf_etcd_reconnects_total", "", 1);
+        m->etcd_seen_ms = now;
         m->etcd_was_up = true;
     }
     if (up || job->kind == IPVSD_JOB_PROBE)
@@ -337,8 +344,7 @@ static void config_gauges(ipvsd *d, metrics_registry *reg)
 static void etcd_gauges(ipvsd *d, struct ipvsd_metrics *m)
 {
     int64_t now = clock_now_ms();
-    int64_t bound = d->o->ready_etcd_ms > 0 ? d->o->ready_etcd_ms : ETCD_DOWN_AFTER_MS;
-    if (m->etcd_seen_ms && now - m->etcd_seen_ms > bound)
+    if (m->etcd_seen_ms && now - m->etcd_seen_ms > etcd_bound_ms(d))
         m->etcd_up = false; /* a probe hangs: etcd is away, even before it times out */
     metrics_set(m->reg, "clusterf_etcd_connected", "", m->etcd_up);
     metrics_set(m->reg, "clusterf_etcd_last_contact_age_seconds", "",
