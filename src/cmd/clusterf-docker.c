@@ -30,7 +30,7 @@
 typedef struct cli {
     etcd_flag_values etcd;
     const char *docker_host, *hostname, *label_prefix, *network, *publish_mode;
-    const char *host_ipv4, *host_ipv6, *log_level;
+    const char *host_ipv4, *host_ipv6, *log_level, *metrics_listen;
     int64_t ttl_ms;
     bool dry_run, help, version;
     char hostbuf[256];
@@ -68,7 +68,7 @@ static const char *empty_null(const char *s)
     return s && s[0] ? s : NULL;
 }
 
-#define N_FLAGS (ETCD_FLAGS_COUNT + 13)
+#define N_FLAGS (ETCD_FLAGS_COUNT + 14)
 
 /* Defaults and the flag table (defs has N_FLAGS entries, the last one all zero). */
 static void cli_init(cli *f, flag_def *defs)
@@ -97,6 +97,8 @@ static void cli_init(cli *f, flag_def *defs)
         {"ttl", FLAG_DURATION, &f->ttl_ms, "DURATION", "lease TTL (>= 2s; 10s, 3 = seconds)", 0, 0},
         {"dry-run", FLAG_BOOL, &f->dry_run, NULL, "log what would be written/deleted, write "
          "nothing to etcd (still reads dockerd)", 0, 0},
+        {"metrics-listen", FLAG_STRING, &f->metrics_listen, "ADDR:PORT", "serve Prometheus "
+         "/metrics, /healthz and /readyz here (:PORT = 127.0.0.1:PORT; off unless given)", 0, 0},
         {"log-level", FLAG_STRING, &f->log_level, "LEVEL", "debug, info, warn or error", 0, 0},
         {"help", FLAG_BOOL, &f->help, NULL, "show this help", 0, 0},
         {"version", FLAG_BOOL, &f->version, NULL, "show the version", 0, 0},
@@ -114,6 +116,7 @@ static void cli_opts(const cli *f, dockerd_opts *o)
     o->etcd_prefix = f->etcd.prefix;
     o->ttl_ms = f->ttl_ms;
     o->dry_run = f->dry_run;
+    o->metrics_listen = empty_null(f->metrics_listen);
     o->watch.host = f->docker_host;
     o->watch.backend.label_prefix = f->label_prefix;
     o->watch.backend.network = empty_null(f->network);

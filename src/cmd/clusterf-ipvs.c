@@ -17,10 +17,11 @@ static const char usage[] =
 
 struct ipvs_flags {
     const char *config_path, *sched, *method, *state_dir, *log_level;
+    const char *metrics_listen;
     const char *adv_name, *adv_prefix4, *adv_prefix6, *adv_gw4, *adv_gw6, *adv_method;
     long adv_ttl;
-    bool filter_etcd_routes, flush, dry_run, help, version, ipvs_sysctls;
-    int64_t resync_ms, coalesce_ms, drain_ms;
+    bool filter_etcd_routes, flush, dry_run, help, version, ipvs_sysctls, metrics_no_dests;
+    int64_t resync_ms, coalesce_ms, drain_ms, metrics_kernel_ms, ready_etcd_ms;
 };
 
 /* Build the Route JSON of -advertise-route-* and check it like any route. 0 or -1 (printed). */
@@ -82,6 +83,10 @@ static int build_options(struct ipvs_flags *f, etcd_flag_values *ev, ipvsd_optio
     o->coalesce_ms = f->coalesce_ms;
     o->drain_ms = f->drain_ms;
     o->ipvs_sysctls = f->ipvs_sysctls;
+    o->metrics_listen = f->metrics_listen;
+    o->metrics_dests = !f->metrics_no_dests;
+    o->metrics_kernel_ms = f->metrics_kernel_ms;
+    o->ready_etcd_ms = f->ready_etcd_ms;
     snprintf(state, state_size, "%s/ipvs-owned", f->state_dir);
     o->state_path = f->state_dir[0] ? state : NULL;
     if (f->adv_name) {
@@ -98,9 +103,10 @@ int main(int argc, char **argv)
 {
     struct ipvs_flags f = {.sched = "wlc", .method = "masq", .state_dir = "/run/clusterf",
                            .log_level = "info", .adv_ttl = 10, .resync_ms = 60000,
-                           .coalesce_ms = 5, .drain_ms = 30000};
+                           .coalesce_ms = 5, .drain_ms = 30000,
+                           .metrics_kernel_ms = 10000, .ready_etcd_ms = 15000};
     etcd_flag_values ev;
-    flag_def defs[ETCD_FLAGS_COUNT + 24];
+    flag_def defs[ETCD_FLAGS_COUNT + 28];
     etcd_flags_defs(&ev, defs);
     const flag_def mine[] = {
         {"config-path", FLAG_STRING, &f.config_path, "DIR", "local config tree, merged with etcd (wins for the same key), re-read on change", 0, 0},
@@ -120,6 +126,10 @@ int main(int argc, char **argv)
         {"drain-timeout", FLAG_DURATION, &f.drain_ms, "DURATION", "a removed TCP backend keeps its connections at weight 0 until they end or this long (0 = delete at once)", 0, 0},
         {"ipvs-sysctls", FLAG_BOOL, &f.ipvs_sysctls, NULL, "set net.ipv4.vs.expire_nodest_conn=1, expire_quiescent_template=1, conn_reuse_mode=1 at start", 0, 0},
         {"state-dir", FLAG_STRING, &f.state_dir, "DIR", "where the services clusterf created are remembered", 0, 0},
+        {"metrics-listen", FLAG_STRING, &f.metrics_listen, "ADDR:PORT", "serve Prometheus /metrics, /healthz and /readyz here (:PORT = 127.0.0.1:PORT; off unless given)", 0, 0},
+        {"metrics-no-destinations", FLAG_BOOL, &f.metrics_no_dests, NULL, "leave out the per-destination kernel counters (very large tables)", 0, 0},
+        {"metrics-kernel-interval", FLAG_DURATION, &f.metrics_kernel_ms, "DURATION", "dump the kernel's IPVS counters for /metrics at most this often", 0, 0},
+        {"ready-etcd-timeout", FLAG_DURATION, &f.ready_etcd_ms, "DURATION", "/readyz fails when etcd was not reached for this long (0 = never)", 0, 0},
         {"dry-run", FLAG_BOOL, &f.dry_run, NULL, "log the ops, never change the kernel", 0, 0},
         {"log-level", FLAG_STRING, &f.log_level, "LEVEL", "debug, info, warn or error", 0, 0},
         {"help", FLAG_BOOL, &f.help, NULL, "show this help", 0, 0},

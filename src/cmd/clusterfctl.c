@@ -16,7 +16,9 @@ static const char usage_top[] =
     "  get        the merged config (etcd + --config-path): every key, its source and state\n"
     "  validate   check the config; exit 0 valid, 1 invalid keys, 2 usage or connection error\n"
     "  register   SERVICE BACKEND --ipv4 A [--tcp P]...: a backend under a lease until SIGTERM\n"
-    "  status     the desired IPVS table next to the kernel's; exit 0 in sync, 1 drift\n\n"
+    "  status     the desired IPVS table next to the kernel's; exit 0 in sync, 1 drift\n"
+    "  health     [--url URL | --path /readyz]: GET a daemon's /healthz (CLUSTERF_METRICS_LISTEN);\n"
+    "             exit 0 on 200 (the image's HEALTHCHECK)\n\n"
     "clusterfctl COMMAND --help shows the command's flags.";
 
 struct ctl_flags {
@@ -161,14 +163,35 @@ static int no_command(int argc, char **argv)
         return 0;
     }
     if (argc > 1)
-        fprintf(stderr, "clusterfctl: \"%s\" is not a command (get, validate, register, status)\n", a);
+        fprintf(stderr, "clusterfctl: \"%s\" is not a command (get, validate, register, status, health)\n", a);
     else
         fprintf(stderr, "Usage: %s\n", usage_top);
     return CTL_EXIT_USAGE;
 }
 
+/* `clusterfctl health [--url=URL] [--path=PATH]`: no etcd, no other flag. */
+static int health_main(int argc, char **argv)
+{
+    const char *url = NULL, *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i] + (strncmp(argv[i], "--", 2) == 0);
+        if (strncmp(a, "-url=", 5) == 0)
+            url = a + 5;
+        else if (strncmp(a, "-path=", 6) == 0)
+            path = a + 6;
+        else if (strcmp(a, "-help") == 0 || strcmp(a, "-h") == 0)
+            return printf("Usage: clusterfctl health [--url=URL | --path=/readyz]\n"), 0;
+        else
+            return fprintf(stderr, "clusterfctl: health: unknown argument \"%s\"\n", argv[i]),
+                   CTL_EXIT_USAGE;
+    }
+    return ctl_health(url, path, stdout);
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "health") == 0)
+        return health_main(argc - 1, argv + 1);
     const struct cmd *c = NULL;
     for (size_t i = 0; argc > 1 && i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(argv[1], cmds[i].name) == 0)

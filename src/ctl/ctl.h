@@ -61,4 +61,8 @@ int ctl_backend_json(const ctl_register_args *a, const config_defaults *defs, ch
  * sync, 1 on drift, 2 when the config or the kernel table cannot be read (no IPVS, ...). */
 int ctl_status(const ctl_options *o);
 
+/* `clusterfctl health`: GET url (NULL: CLUSTERF_METRICS_LISTEN + path, default /healthz);
+ * 0 on HTTP 200 (or nothing to ask), 1 otherwise, with one line on out. */
+int ctl_health(const char *url, const char *path, FILE *out);
+
 #endif

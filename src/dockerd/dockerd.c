@@ -7,6 +7,7 @@
  * timer (jittered backoff); a lost lease forgets every written value, so the next pass re-puts
  * everything on the new lease. Entries are a plain array: a host has hundreds of keys at most. */
 #include "dockerd/dockerd.h"
+#include "dockerd/dockerd_int.h"
 #include "common/log.h"
 #include "common/timeutil.h"
 
@@ -45,6 +46,7 @@ typedef struct dockerd {
     size_t n;
     size_t n_put, n_del;     /* since the last summary */
     bool stop;
+    dockerd_metrics *metrics; /* NULL without --metrics-listen */
 } dockerd;
 
 int dockerd_backend_key(const char *prefix, const char *service, const char *name, char *buf,
@@ -107,6 +109,7 @@ static void retry_later(dockerd *d, const char *what, const etcd_error *err)
              log_quote(q, sizeof(q), err->msg[0] ? err->msg : "unknown"), etcd_code_name(err->code),
              (long long)ms);
     arm_ms(d->retry_tfd, ms);
+    dockerd_metrics_count(d->metrics, "clusterf_docker_etcd_errors_total", what);
     d->retry_armed = true;
     d->failing = true;
 }
@@ -117,6 +120,7 @@ static void sink_put(void *ctx, const docker_backend *b)
 {
     dockerd *d = ctx;
     char key[KEY_MAX], q[600];
+    dockerd_metrics_count(d->metrics, "clusterf_docker_events_total", "put");
     if (dockerd_backend_key(d->prefix, b->service, b->name, key, sizeof(key)) < 0) {
         log_error("msg=\"backend key too long\" service=%s name=%s", b->service, b->name);
         return;
@@ -142,6 +146,7 @@ static void sink_del(void *ctx, const char *service, const char *name)
 {
     dockerd *d = ctx;
     char key[KEY_MAX];
+    dockerd_metrics_count(d->metrics, "clusterf_docker_events_total", "delete");
     if (dockerd_backend_key(d->prefix, service, name, key, sizeof(key)) < 0)
         return;
     if (d->o->dry_run) {
@@ -159,7 +164,9 @@ static void sink_del(void *ctx, const char *service, const char *name)
 static void sink_notice(void *ctx, bool error, const char *msg)
 {
     char q[700];
-    (void)ctx;
+    dockerd *d = ctx;
+    dockerd_metrics_count(d->metrics, "clusterf_docker_events_total",
+                          error ? "docker_error" : "label_warning");
     if (error)
         log_warn("msg=\"docker\" error=%s", log_quote(q, sizeof(q), msg));
     else
@@ -241,6 +248,7 @@ static int converge_one(dockerd *d, size_t i, etcd_error *err)
         e->have = strdup(e->want);   /* NULL on ENOMEM: it is put again, harmless */
         e->maybe = true;
         d->n_put++;
+        dockerd_metrics_count(d->metrics, "clusterf_docker_etcd_writes_total", "put");
         return 0;
     }
     if (!e->want && e->maybe) {
@@ -249,6 +257,7 @@ static int converge_one(dockerd *d, size_t i, etcd_error *err)
             return r;
         log_info("msg=\"delete\" key=%s", e->key);
         d->n_del++;
+        dockerd_metrics_count(d->metrics, "clusterf_docker_etcd_writes_total", "delete");
         e->maybe = false;
     }
     if (!e->want) {
@@ -297,6 +306,7 @@ static void on_lease(dockerd *d)
              "code=%s endpoint=%s reason=\"%s\"", (unsigned long long)etcd_lease_id(d->lease),
              etcd_code_name(why.code), why.endpoint[0] ? why.endpoint : "-", why.msg);
     d->lease_lost = true;
+    dockerd_metrics_count(d->metrics, "clusterf_docker_lease_losses_total", NULL);
     for (size_t i = 0; i < d->n; i++) {
         free(d->v[i].have);
         d->v[i].have = NULL;
@@ -323,6 +333,25 @@ static void shutdown_etcd(dockerd *d)
 
 /* ---- loop ---- */
 
+static void count_desired(void *ctx, const docker_backend *b)
+{
+    (void)b;
+    (*(size_t *)ctx)++;
+}
+
+/* The metrics timer fired: hand the metrics what the loop knows now. */
+static void publish_metrics(dockerd *d)
+{
+    dockerd_state st = {.docker_synced = docker_watch_synced(d->watch),
+                        .etcd_ok = !d->failing, .dry_run = d->o->dry_run};
+    docker_watch_foreach(d->watch, count_desired, &st.backends_desired);
+    for (size_t i = 0; i < d->n; i++)
+        st.backends_written += d->v[i].have != NULL;
+    st.lease_held = d->o->dry_run || (d->lease && !d->lease_lost);
+    st.lease_ttl_s = d->lease && !d->lease_lost ? etcd_lease_ttl(d->lease) : 0;
+    dockerd_metrics_publish(d->metrics, &st);
+}
+
 static void on_fd(dockerd *d, int fd)
 {
     if (fd == d->sigfd) {
@@ -340,6 +369,8 @@ static void on_fd(dockerd *d, int fd)
             log_error("msg=\"docker watch: out of memory\"");
     } else if (d->lease && fd == etcd_lease_fd(d->lease)) {
         on_lease(d);
+    } else if (d->metrics && fd == dockerd_metrics_fd(d->metrics)) {
+        publish_metrics(d);
     }
 }
 
@@ -385,9 +416,13 @@ static int setup(dockerd *d, char *err, size_t errlen)
         snprintf(err, errlen, "%s", derr.msg);
         return r;
     }
-    const int fds[3] = {d->sigfd, d->retry_tfd, docker_watch_fd(d->watch)};
-    const char *names[3] = {"signalfd", "retry timer", "docker watch"};
-    for (int i = 0; i < 3; i++)
+    if (d->o->metrics_listen &&
+        (r = dockerd_metrics_new(d->o->metrics_listen, &d->metrics, err, errlen)) < 0)
+        return r;
+    const int fds[4] = {d->sigfd, d->retry_tfd, docker_watch_fd(d->watch),
+                        d->metrics ? dockerd_metrics_fd(d->metrics) : -1};
+    const char *names[4] = {"signalfd", "retry timer", "docker watch", "metrics timer"};
+    for (int i = 0; i < 4 && fds[i] >= 0; i++)
         if ((r = add_fd(d, fds[i])) < 0) {
             snprintf(err, errlen, "cannot add the %s fd to epoll: %s", names[i], strerror(-r));
             return r;
@@ -414,6 +449,7 @@ int dockerd_run(const dockerd_opts *o, char *err, size_t errlen)
         if (r < 0)
             snprintf(err, errlen, "epoll_wait: %s", strerror(-r));
     }
+    dockerd_metrics_free(d.metrics);
     docker_watch_free(d.watch);
     etcd_lease_free(d.lease);
     etcd_client_free(d.etcd);

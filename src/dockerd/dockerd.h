@@ -23,6 +23,7 @@ typedef struct dockerd_opts {
     docker_watch_opts watch;   /* dockerd host + labels -> backends policy (hostname required) */
     int64_t ttl_ms;            /* lease TTL, >= 2000, rounded up to whole seconds */
     bool dry_run;              /* log what would be put/deleted; no etcd at all */
+    const char *metrics_listen; /* serve /metrics, /healthz, /readyz here; NULL = off */
 } dockerd_opts;
 
 /* The etcd key of a backend: "<prefix>/services/<service>/backends/<name>" into buf. Returns 0,

@@ -90,6 +90,7 @@ static void log_lb_warnings(ipvsd *d, const lb_table *t)
         nameset_add(&d->warned, w);
         log_warn("msg=\"table warning\" warning=%s", log_quote(q, sizeof q, w));
     }
+    ipvsd_metrics_table(d, t);
 }
 
 static const char *outcome_name(enum ipvs_outcome o)
@@ -106,6 +107,7 @@ static const char *outcome_name(enum ipvs_outcome o)
 static void log_op(void *ctx, const struct ipvs_op *op)
 {
     ipvsd *d = ctx;
+    ipvsd_metrics_op(d, op);
     enum log_level lvl = op->outcome == IPVS_FAILED ? LOG_LEVEL_ERROR : LOG_LEVEL_DEBUG;
     if (lvl < log_get_level())
         return;
@@ -171,6 +173,7 @@ static void drain_check(ipvsd *d)
     int64_t t0 = clock_now_ms();
     reconcile_result res = result_for(d);
     reconcile_drain_check(d->rec, &res);
+    ipvsd_metrics_pass(d, "drain", &res, clock_now_ms() - t0);
     if (res.dest_deleted || res.error[0])
         log_result("drain", "draining", &res, clock_now_ms() - t0, "");
     drain_arm(d, NULL);
@@ -183,6 +186,7 @@ static void full_end(ipvsd *d)
     snprintf(extra, sizeof extra, " slices=%zu longest_slice_ms=%lld", d->full_slices,
              (long long)d->full_longest_ms);
     log_result("full", d->full_why, &d->full_res, clock_now_ms() - d->full_t0, extra);
+    ipvsd_metrics_pass(d, "full", &d->full_res, clock_now_ms() - d->full_t0);
     if (strcmp(d->full_why, "resync") == 0 && reconcile_result_changes(&d->full_res))
         log_warn("msg=\"drift repaired\" changes=%zu", reconcile_result_changes(&d->full_res));
     config_strs_clear(&d->full_names);
@@ -300,6 +304,7 @@ static void pass_services(ipvsd *d, const char *const *names, size_t n)
     char scope[256];
     snprintf(scope, sizeof scope, n == 1 ? "%s" : "%s +%zu more", names[0], n - 1);
     log_result("incremental", scope, &res, clock_now_ms() - t0, "");
+    ipvsd_metrics_pass(d, "incremental", &res, clock_now_ms() - t0);
     drain_arm(d, &res);
     lb_table_free(&all);
 }
@@ -408,6 +413,7 @@ static int setup_kernel(ipvsd *d)
         int64_t t0 = clock_now_ms();
         reconcile_flush(d->rec, &res);
         log_result("flush", "all", &res, clock_now_ms() - t0, "");
+        ipvsd_metrics_pass(d, "flush", &res, clock_now_ms() - t0);
     }
     return 0;
 }
@@ -496,11 +502,14 @@ static void on_ready(ipvsd *d, int fd)
         ipvsd_etcd_watch_ready(d);
     } else if (d->lease && fd == etcd_lease_fd(d->lease)) {
         ipvsd_lease_ready(d);
+    } else {
+        ipvsd_metrics_fd_ready(d, fd);
     }
 }
 
 static void teardown(ipvsd *d)
 {
+    ipvsd_metrics_stop(d);
     ipvsd_etcd_stop(d);
     reconcile_free(d->rec);
     ipvs_conn_free(d->conn);
@@ -530,7 +539,7 @@ int ipvsd_run(const ipvsd_options *opts)
     etcd_error eerr = {0};
     etcd_client *etcd = NULL;
     d.cfg = config_store_new(&opts->config);
-    if (!d.cfg || setup_loop(&d) < 0 || setup_kernel(&d) < 0)
+    if (!d.cfg || setup_loop(&d) < 0 || setup_kernel(&d) < 0 || ipvsd_metrics_start(&d) < 0)
         goto out;
     log_info("msg=\"clusterf-ipvs started\" prefix=%s dry_run=%s resync_ms=%lld drain_ms=%lld",
              opts->prefix, opts->dry_run ? "true" : "false", (long long)opts->resync_ms,

@@ -36,6 +36,11 @@ typedef struct ipvsd_options {
     const char *advertise_name;
     const char *advertise_json;  /* the Route JSON to publish */
     int64_t advertise_ttl_s;
+    /* --metrics-listen: Prometheus /metrics, /healthz, /readyz (NULL = off). */
+    const char *metrics_listen;
+    bool metrics_dests;          /* per-destination kernel counters too */
+    int64_t metrics_kernel_ms;   /* the kernel's counters are dumped at most this often */
+    int64_t ready_etcd_ms;       /* /readyz needs etcd reached within this long */
 } ipvsd_options;
 
 /* Run until SIGTERM/SIGINT. Returns the process exit status: 0 after a signal, 1 when it

@@ -1,6 +1,6 @@
 /* ipvsd_etcd_worker.c -- the one thread that makes clusterf-ipvs's blocking etcd calls (the
  * paged Range of the prefix; lease grant, regrant and revoke, and the put of the advertised
- * route), so that the event loop never waits on the network. The loop submits a job (at most
+ * route; the Status probe of the metrics), so that the event loop never waits on the network. The loop submits a job (at most
  * one per kind in flight), the thread runs it, and hands it back through a slot under a mutex
  * and an eventfd the loop polls. Nothing is logged here: the loop logs what comes back.
  *
@@ -93,6 +93,14 @@ static void run_advertise(ipvsd_worker *w, ipvsd_job *job)
     job->rc = rc;
 }
 
+static void run_probe(ipvsd_worker *w, ipvsd_job *job)
+{
+    uint64_t leader = 0, member = 0;
+    job->rc = etcd_status(w->etcd, &leader, &member, &job->err);
+    if (job->rc == 0 && !leader)
+        job->rc = -EAGAIN; /* reached, but it has no leader: not usable */
+}
+
 /* The first queued slot, READ before ADVERTISE; -1 when none. Called under mu. */
 static int next_queued(const ipvsd_worker *w)
 {
@@ -110,8 +118,10 @@ static void run_slot(ipvsd_worker *w, int k)
     pthread_mutex_unlock(&w->mu);
     if (job.kind == IPVSD_JOB_READ)
         run_read(w, &job);
-    else
+    else if (job.kind == IPVSD_JOB_ADVERTISE)
         run_advertise(w, &job);
+    else
+        run_probe(w, &job);
     pthread_mutex_lock(&w->mu);
     w->job[k] = job;
     w->state[k] = SLOT_DONE;

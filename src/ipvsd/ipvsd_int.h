@@ -14,7 +14,8 @@
 
 typedef struct ipvsd_worker ipvsd_worker;
 
-enum ipvsd_job_kind { IPVSD_JOB_READ, IPVSD_JOB_ADVERTISE, IPVSD_JOB_KINDS };
+/* PROBE: an etcd Status call, to know etcd is reachable (for /readyz and the metrics). */
+enum ipvsd_job_kind { IPVSD_JOB_READ, IPVSD_JOB_ADVERTISE, IPVSD_JOB_PROBE, IPVSD_JOB_KINDS };
 
 /* One etcd job, as handed back by ipvsd_worker_take. */
 typedef struct ipvsd_job {
@@ -82,6 +83,7 @@ typedef struct ipvsd {
     int64_t full_t0, full_longest_ms;
     size_t full_slices;
     bool full_again;        /* another full pass was asked for while it ran */
+    struct ipvsd_metrics *metrics; /* --metrics-listen; NULL when off */
 } ipvsd;
 
 /* A full pass gives the loop back after this long, stepping this many services at a time. */
@@ -125,5 +127,20 @@ void ipvsd_lease_ready(ipvsd *d);
 int ipvsd_local_init(ipvsd *d);
 void ipvsd_local_changed(ipvsd *d);
 void ipvsd_local_rescan(ipvsd *d);
+
+/* ipvsd_metrics.c: --metrics-listen. Every hook is a no-op while metrics are off. */
+/* Start the HTTP server and the publish timer. 0 or -1 (logged). */
+int ipvsd_metrics_start(ipvsd *d);
+void ipvsd_metrics_stop(ipvsd *d);
+/* True when fd is the metrics timer (then handled: probe etcd, dump stats, publish). */
+bool ipvsd_metrics_fd_ready(ipvsd *d, int fd);
+/* A pass ended: kind "full", "incremental", "drain" or "flush". */
+void ipvsd_metrics_pass(ipvsd *d, const char *kind, const reconcile_result *res, int64_t ms);
+/* One op the kernel answered. */
+void ipvsd_metrics_op(ipvsd *d, const struct ipvs_op *op);
+/* A computed (part of the) table, for its conflicts. */
+void ipvsd_metrics_table(ipvsd *d, const lb_table *t);
+/* Any etcd job came back (a success shows etcd was reached). */
+void ipvsd_metrics_etcd_job(ipvsd *d, const ipvsd_job *job);
 
 #endif

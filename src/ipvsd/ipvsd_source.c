@@ -204,9 +204,10 @@ void ipvsd_etcd_worker_ready(ipvsd *d)
 {
     ipvsd_job job;
     while (ipvsd_worker_take(d->worker, &job)) {
+        ipvsd_metrics_etcd_job(d, &job);
         if (job.kind == IPVSD_JOB_READ)
             read_done(d, &job);
-        else
+        else if (job.kind == IPVSD_JOB_ADVERTISE)
             advertise_done(d, &job);
     }
 }

@@ -1,0 +1,403 @@
+/* ipvsd_metrics.c -- clusterf-ipvs's --metrics-listen. Counts passes, kernel ops, drift
+ * repairs and state-file writes from the loop's reconcile results, and once a second (a
+ * timerfd on the loop) probes etcd through the worker, refreshes the gauges, dumps the
+ * kernel's IPVS counters (at most every --metrics-kernel-interval), renders the registry and
+ * publishes the text and the readiness to the HTTP server (metrics/). The server's thread
+ * only ever sees what was published, so a slow scraper never holds up a reconcile. */
+#include "ipvsd/ipvsd_int.h"
+
+#include "common/log.h"
+#include "etcd/etcd_flags.h"
+#include "metrics/metrics.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#define PUBLISH_MS 1000
+/* Without a readiness bound, etcd counts as away after this long without an answer. */
+#define ETCD_DOWN_AFTER_MS 15000
+
+struct ipvsd_metrics {
+    metrics_registry *reg;
+    metrics_server *srv;
+    int timer_fd;
+    int64_t etcd_seen_ms;     /* last time an etcd call succeeded; 0 = never */
+    bool etcd_up, etcd_was_up;
+    bool full_done;           /* a full pass completed without error */
+    char last_fail[200];      /* why the last pass failed; "" when it succeeded */
+    int64_t stats_ms;         /* last kernel stats dump; 0 = none yet */
+    size_t full_conflicts;    /* conflicts in the tables of the running full pass */
+    struct timespec state_mtime;
+};
+
+static const struct { const char *name; enum metrics_type type; const char *help; } families[] = {
+    {"clusterf_build_info", METRICS_GAUGE, "Always 1; the version in a label."},
+    {"clusterf_ready", METRICS_GAUGE, "1 when /readyz answers 200."},
+    {"clusterf_services_managed", METRICS_GAUGE, "IPVS services clusterf owns."},
+    {"clusterf_destinations_managed", METRICS_GAUGE, "Destinations of the owned IPVS services, as of the last kernel stats dump."},
+    {"clusterf_destinations_draining", METRICS_GAUGE, "Destinations at weight 0 waiting for their connections to end."},
+    {"clusterf_reconcile_passes_total", METRICS_COUNTER, "Reconcile passes by kind (full, incremental, drain, flush) and result."},
+    {"clusterf_reconcile_duration_seconds", METRICS_HISTOGRAM, "Duration of reconcile passes by kind."},
+    {"clusterf_reconcile_changes_total", METRICS_COUNTER, "Services and destinations added, changed and deleted, by kind of pass."},
+    {"clusterf_kernel_ops_total", METRICS_COUNTER, "IPVS operations the kernel answered, by op and result."},
+    {"clusterf_drift_repairs_total", METRICS_COUNTER, "Changes periodic resync passes made to repair drift."},
+    {"clusterf_config_invalid_keys", METRICS_GAUGE, "Keys whose current value is invalid, by source."},
+    {"clusterf_config_conflicts", METRICS_GAUGE, "Services that lost a conflict over an IPVS service, as of the last full pass."},
+    {"clusterf_etcd_connected", METRICS_GAUGE, "1 when the last etcd call succeeded."},
+    {"clusterf_etcd_last_contact_age_seconds", METRICS_GAUGE, "Seconds since an etcd call last succeeded (-1: never)."},
+    {"clusterf_etcd_reconnects_total", METRICS_COUNTER, "Times etcd was reached again after being unreachable."},
+    {"clusterf_etcd_watch_revision", METRICS_GAUGE, "Last etcd revision the watch delivered."},
+    {"clusterf_etcd_lease_ttl_seconds", METRICS_GAUGE, "TTL etcd granted the advertised route's lease (0: none held)."},
+    {"clusterf_route_advertised", METRICS_GAUGE, "1 while the advertised route is in etcd under a live lease."},
+    {"clusterf_state_file_writes_total", METRICS_COUNTER, "Writes of the owned-services state file seen after passes."},
+    {"clusterf_ipvs_service_connections_total", METRICS_COUNTER, "Connections the kernel scheduled for the service."},
+    {"clusterf_ipvs_service_packets_total", METRICS_COUNTER, "Packets of the service by direction."},
+    {"clusterf_ipvs_service_bytes_total", METRICS_COUNTER, "Bytes of the service by direction."},
+    {"clusterf_ipvs_destination_connections_total", METRICS_COUNTER, "Connections the kernel scheduled to the destination."},
+    {"clusterf_ipvs_destination_active_connections", METRICS_GAUGE, "Active connections of the destination."},
+    {"clusterf_ipvs_destination_packets_total", METRICS_COUNTER, "Packets of the destination by direction."},
+    {"clusterf_ipvs_destination_bytes_total", METRICS_COUNTER, "Bytes of the destination by direction."},
+};
+
+/* etcd counts as away when not reached for this long. */
+static int64_t etcd_bound_ms(const ipvsd *d)
+{
+    return d->o->ready_etcd_ms > 0 ? d->o->ready_etcd_ms : ETCD_DOWN_AFTER_MS;
+}
+
+static void state_mtime(ipvsd *d, struct timespec *out)
+{
+    struct stat st;
+    memset(out, 0, sizeof *out);
+    if (d->o->state_path && !d->o->dry_run && stat(d->o->state_path, &st) == 0)
+        *out = st.st_mtim;
+}
+
+static int metrics_declare_all(metrics_registry *reg)
+{
+    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
+        if (metrics_declare(reg, families[i].name, families[i].type, families[i].help) < 0)
+            return -ENOMEM;
+    char l[64] = "";
+    metrics_label(l, sizeof l, "version", CLUSTERF_VERSION);
+    return metrics_set(reg, "clusterf_build_info", l, 1);
+}
+
+int ipvsd_metrics_start(ipvsd *d)
+{
+    if (!d->o->metrics_listen)
+        return 0;
+    struct ipvsd_metrics *m = calloc(1, sizeof *m);
+    char err[300] = "out of memory";
+    if (!m || !(m->reg = metrics_registry_new()) || metrics_declare_all(m->reg) < 0 ||
+        metrics_server_new(d->o->metrics_listen, &m->srv, err, sizeof err) < 0)
+        goto fail;
+    m->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    struct itimerspec its = {.it_value.tv_nsec = 1000000,
+                             .it_interval.tv_sec = PUBLISH_MS / 1000};
+    if (m->timer_fd < 0 || timerfd_settime(m->timer_fd, 0, &its, NULL) < 0 ||
+        ipvsd_watch_fd(d, m->timer_fd) < 0) {
+        snprintf(err, sizeof err, "timer: %s", strerror(errno));
+        goto fail;
+    }
+    state_mtime(d, &m->state_mtime);
+    d->metrics = m;
+    log_info("msg=\"serving metrics\" listen=%s port=%d", d->o->metrics_listen,
+             metrics_server_port(m->srv));
+    return 0;
+fail:
+    log_error("msg=\"cannot serve metrics\" listen=%s error=\"%s\"", d->o->metrics_listen, err);
+    if (m) {
+        metrics_server_free(m->srv);
+        metrics_registry_free(m->reg);
+        if (m->timer_fd > 0)
+            close(m->timer_fd);
+        free(m);
+    }
+    return -1;
+}
+
+void ipvsd_metrics_stop(ipvsd *d)
+{
+    struct ipvsd_metrics *m = d->metrics;
+    if (!m)
+        return;
+    metrics_server_free(m->srv);
+    metrics_registry_free(m->reg);
+    close(m->timer_fd);
+    free(m);
+    d->metrics = NULL;
+}
+
+static bool pass_failed(const reconcile_result *res)
+{
+    return res->failed || res->error[0];
+}
+
+static void count_changes(metrics_registry *reg, const char *kind, const reconcile_result *res)
+{
+    const struct { const char *obj, *change; size_t n; } c[] = {
+        {"service", "added", res->svc_added}, {"service", "changed", res->svc_changed},
+        {"service", "deleted", res->svc_deleted}, {"destination", "added", res->dest_added},
+        {"destination", "changed", res->dest_changed},
+        {"destination", "deleted", res->dest_deleted},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        char l[128] = "";
+        if (!c[i].n)
+            continue;
+        metrics_label(l, sizeof l, "kind", kind);
+        metrics_label(l, sizeof l, "object", c[i].obj);
+        metrics_label(l, sizeof l, "change", c[i].change);
+        metrics_add(reg, "clusterf_reconcile_changes_total", l, (double)c[i].n);
+    }
+}
+
+/* Remember how the pass went, for /readyz. */
+static void pass_outcome(struct ipvsd_metrics *m, const char *kind, const reconcile_result *res)
+{
+    if (!pass_failed(res)) {
+        m->last_fail[0] = '\0';
+        return;
+    }
+    if (res->error[0])
+        snprintf(m->last_fail, sizeof m->last_fail, "last %s pass failed: %.150s", kind, res->error);
+    else
+        snprintf(m->last_fail, sizeof m->last_fail, "last %s pass failed: %zu kernel ops refused",
+                 kind, res->failed);
+}
+
+void ipvsd_metrics_pass(ipvsd *d, const char *kind, const reconcile_result *res, int64_t ms)
+{
+    struct ipvsd_metrics *m = d->metrics;
+    if (!m)
+        return;
+    char l[96] = "";
+    metrics_label(l, sizeof l, "kind", kind);
+    metrics_observe(m->reg, "clusterf_reconcile_duration_seconds", l, (double)ms / 1000.0);
+    count_changes(m->reg, kind, res);
+    metrics_label(l, sizeof l, "result", pass_failed(res) ? "failed" : "ok");
+    metrics_add(m->reg, "clusterf_reconcile_passes_total", l, 1);
+    pass_outcome(m, kind, res);
+    bool full = strcmp(kind, "full") == 0;
+    if (full && !pass_failed(res))
+        m->full_done = true;
+    if (full && strcmp(d->full_why, "resync") == 0)
+        metrics_add(m->reg, "clusterf_drift_repairs_total", "", (double)reconcile_result_changes(res));
+    if (full) {
+        metrics_set(m->reg, "clusterf_config_conflicts", "", (double)m->full_conflicts);
+        m->full_conflicts = 0;
+    }
+    struct timespec t;
+    state_mtime(d, &t);
+    if (t.tv_sec != m->state_mtime.tv_sec || t.tv_nsec != m->state_mtime.tv_nsec)
+        metrics_add(m->reg, "clusterf_state_file_writes_total", "", 1);
+    m->state_mtime = t;
+}
+
+static const char *outcome_label(enum ipvs_outcome o)
+{
+    return o == IPVS_APPLIED ? "applied" : o == IPVS_ALREADY ? "already" :
+           o == IPVS_FAILED ? "failed" : "unanswered";
+}
+
+void ipvsd_metrics_op(ipvsd *d, const struct ipvs_op *op)
+{
+    if (!d->metrics)
+        return;
+    char l[96] = "";
+    metrics_label(l, sizeof l, "op", ipvs_op_name(op->kind));
+    metrics_label(l, sizeof l, "result", outcome_label(op->outcome));
+    metrics_add(d->metrics->reg, "clusterf_kernel_ops_total", l, 1);
+}
+
+void ipvsd_metrics_table(ipvsd *d, const lb_table *t)
+{
+    if (d->metrics && reconcile_full_running(d->rec))
+        d->metrics->full_conflicts += t->conflicts.n;
+}
+
+void ipvsd_metrics_etcd_job(ipvsd *d, const ipvsd_job *job)
+{
+    struct ipvsd_metrics *m = d->metrics;
+    if (!m)
+        return;
+    bool up = job->rc == 0;
+    if (up) {
+        int64_t now = clock_now_ms();
+        if (m->etcd_was_up && (!m->etcd_up || now - m->etcd_seen_ms > etcd_bound_ms(d)))
+            metrics_add(m->reg, "clusterf_etcd_reconnects_total", "", 1);
+        m->etcd_seen_ms = now;
+        m->etcd_was_up = true;
+    }
+    if (up || job->kind == IPVSD_JOB_PROBE)
+        m->etcd_up = up;
+}
+
+/* The labels of an IPVS service: its clusterf service (or "" when the config names none),
+ * protocol and VIP ("tcp" "10.0.0.1:80"; "fwm4" "7" for a firewall mark). */
+static void service_labels(ipvsd *d, const struct ipvs_service *svc, char *l, size_t size)
+{
+    config_svckey key = {.af = (uint8_t)svc->af, .fwmark = svc->fwmark};
+    if (!svc->fwmark) {
+        key.protocol = (uint8_t)svc->protocol;
+        key.port = svc->port;
+        memcpy(key.addr, svc->addr, sizeof key.addr);
+    }
+    const char *name = config_store_svckey_owner(d->cfg, &key);
+    char s[96];
+    ipvs_service_str(svc, s, sizeof s);
+    char *space = strchr(s, ' ');
+    if (space)
+        *space = '\0';
+    l[0] = '\0';
+    metrics_label(l, size, "service", name ? name : "");
+    metrics_label(l, size, "protocol", s);
+    metrics_label(l, size, "vip", space ? space + 1 : "");
+}
+
+/* Set fam_connections_total, fam_packets_total and fam_bytes_total{direction} from st. */
+static void put_stats(metrics_registry *reg, const char *fam, const char *labels,
+                      const struct ipvs_stats *st)
+{
+    char name[80], l[600];
+    snprintf(name, sizeof name, "clusterf_ipvs_%s_connections_total", fam);
+    metrics_set(reg, name, labels, (double)st->conns);
+    for (int out = 0; out < 2; out++) {
+        snprintf(l, sizeof l, "%s", labels);
+        metrics_label(l, sizeof l, "direction", out ? "out" : "in");
+        snprintf(name, sizeof name, "clusterf_ipvs_%s_packets_total", fam);
+        metrics_set(reg, name, l, (double)(out ? st->outpkts : st->inpkts));
+        snprintf(name, sizeof name, "clusterf_ipvs_%s_bytes_total", fam);
+        metrics_set(reg, name, l, (double)(out ? st->outbytes : st->inbytes));
+    }
+}
+
+static void clear_stats(metrics_registry *reg)
+{
+    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
+        if (strncmp(families[i].name, "clusterf_ipvs_", 14) == 0)
+            metrics_clear(reg, families[i].name);
+}
+
+/* Dump the kernel (counters included) and refresh the per-service and per-destination
+ * series of the services clusterf owns. */
+static void kernel_stats(ipvsd *d, struct ipvsd_metrics *m)
+{
+    struct ipvs_table *t = NULL;
+    struct ipvs_err err = {0};
+    if (d->kernel.dump(d->kernel.self, &t, &err) < 0) {
+        log_warn("msg=\"cannot dump the kernel's counters for metrics\" error=\"%s\"", err.msg);
+        return;
+    }
+    clear_stats(m->reg);
+    size_t dests = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        const struct ipvs_entry *e = &t->entries[i];
+        if (!reconcile_owns(d->rec, &e->svc))
+            continue;
+        char l[600], dl[700], dst[96];
+        service_labels(d, &e->svc, l, sizeof l);
+        put_stats(m->reg, "service", l, &e->svc.stats);
+        dests += e->n_dests;
+        for (size_t j = 0; d->o->metrics_dests && j < e->n_dests; j++) {
+            snprintf(dl, sizeof dl, "%s", l);
+            metrics_label(dl, sizeof dl, "destination", ipvs_dest_str(&e->svc, &e->dests[j], dst, sizeof dst));
+            put_stats(m->reg, "destination", dl, &e->dests[j].stats);
+            metrics_set(m->reg, "clusterf_ipvs_destination_active_connections", dl,
+                        (double)e->dests[j].active_conns);
+        }
+    }
+    metrics_set(m->reg, "clusterf_destinations_managed", "", (double)dests);
+    ipvs_table_free(t);
+}
+
+static int count_invalid(const config_entry *e, void *ctx)
+{
+    size_t *by_source = ctx;
+    if (e->error && e->source < CONFIG_SOURCE_COUNT)
+        by_source[e->source]++;
+    return 0;
+}
+
+static void config_gauges(ipvsd *d, metrics_registry *reg)
+{
+    size_t by_source[CONFIG_SOURCE_COUNT] = {0};
+    if (config_store_invalid_count(d->cfg))
+        config_store_foreach_entry(d->cfg, count_invalid, by_source);
+    metrics_clear(reg, "clusterf_config_invalid_keys");
+    for (int s = 0; s < CONFIG_SOURCE_COUNT; s++) {
+        const char *name = config_source_name((enum config_source)s);
+        char l[64] = "";
+        if (!name || !by_source[s])
+            continue;
+        metrics_label(l, sizeof l, "source", name);
+        metrics_set(reg, "clusterf_config_invalid_keys", l, (double)by_source[s]);
+    }
+}
+
+static void etcd_gauges(ipvsd *d, struct ipvsd_metrics *m)
+{
+    int64_t now = clock_now_ms();
+    if (m->etcd_seen_ms && now - m->etcd_seen_ms > etcd_bound_ms(d))
+        m->etcd_up = false; /* a probe hangs: etcd is away, even before it times out */
+    metrics_set(m->reg, "clusterf_etcd_connected", "", m->etcd_up);
+    metrics_set(m->reg, "clusterf_etcd_last_contact_age_seconds", "",
+                m->etcd_seen_ms ? (double)(now - m->etcd_seen_ms) / 1000.0 : -1);
+    if (d->watch)
+        metrics_set(m->reg, "clusterf_etcd_watch_revision", "",
+                    (double)(etcd_watch_next_revision(d->watch) - 1));
+    metrics_set(m->reg, "clusterf_etcd_lease_ttl_seconds", "",
+                d->lease ? (double)etcd_lease_ttl(d->lease) : 0);
+    metrics_set(m->reg, "clusterf_route_advertised", "", d->advertised);
+}
+
+/* Why the daemon is not ready, as far as the loop knows ("" = ready). */
+static const char *not_ready(ipvsd *d, struct ipvsd_metrics *m)
+{
+    if (!d->loaded)
+        return "etcd not read yet";
+    if (!m->full_done)
+        return "first full pass not done";
+    return m->last_fail;
+}
+
+/* Once a second: probe etcd, refresh the gauges, render and publish. */
+static void tick(ipvsd *d, struct ipvsd_metrics *m)
+{
+    int64_t now = clock_now_ms();
+    if (d->worker && !ipvsd_worker_busy(d->worker, IPVSD_JOB_PROBE))
+        ipvsd_worker_submit(d->worker, IPVSD_JOB_PROBE, NULL);
+    if (!m->stats_ms || now - m->stats_ms >= d->o->metrics_kernel_ms) {
+        kernel_stats(d, m);
+        m->stats_ms = now;
+    }
+    metrics_set(m->reg, "clusterf_services_managed", "", (double)reconcile_owned_count(d->rec));
+    metrics_set(m->reg, "clusterf_destinations_draining", "", (double)reconcile_draining(d->rec));
+    config_gauges(d, m->reg);
+    etcd_gauges(d, m);
+    const char *why = not_ready(d, m);
+    bool etcd_recent = m->etcd_seen_ms && now - m->etcd_seen_ms <= d->o->ready_etcd_ms;
+    metrics_set(m->reg, "clusterf_ready", "", !why[0] && etcd_recent);
+    char *text = NULL;
+    size_t len = 0;
+    if (metrics_render(m->reg, &text, &len) == 0)
+        metrics_server_publish(m->srv, text, len);
+    metrics_server_set_ready(m->srv, why, m->etcd_seen_ms, d->o->ready_etcd_ms);
+}
+
+bool ipvsd_metrics_fd_ready(ipvsd *d, int fd)
+{
+    struct ipvsd_metrics *m = d->metrics;
+    if (!m || fd != m->timer_fd)
+        return false;
+    uint64_t n;
+    if (read(fd, &n, sizeof n) == sizeof n)
+        tick(d, m);
+    return true;
+}
