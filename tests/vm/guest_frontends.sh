@@ -227,9 +227,10 @@ gw_put() { gw /v3/kv/put "{\"key\":\"$(b64 "$1")\",\"value\":\"$(b64 "$2")\"}"; 
 gw_del() { gw /v3/kv/deleterange "{\"key\":\"$(b64 "$1")\"}"; }
 # gw_del_dir DIR/: every key under DIR/ (the range [DIR/, DIR0): '0' follows '/').
 gw_del_dir() { gw /v3/kv/deleterange "{\"key\":\"$(b64 "$1")\",\"range_end\":\"$(b64 "${1%/}0")\"}"; }
-# model_set FIELDS... / model_del PATTERN: the model line with those leading fields.
+# model_del PATTERN: drop the model lines starting with PATTERN (a regex).
+# model_set KEY VALUE: the model line "KEY VALUE" ("svc K", "be K J") replaces KEY's old one.
 model_del() { grep -v "^$1" $M > $M.new; mv $M.new $M; }
-model_set() { model_del "$1 $2 " ; echo "$*" >> $M; }
+model_set() { model_del "$1 "; echo "$1 $2" >> $M; }
 
 expected_table() {
     awk '$1 == "svc" { svc[$2] = $3 } $1 == "be" { be[$2 " " $3] = $4 } $1 == "route" { rt[$2] = 1 }
@@ -255,7 +256,7 @@ random_change() {
     if [ $op -lt 3 ]; then
         rnd 2; s=wlc; [ $R = 1 ] && s=rr
         gw_put /clusterf/services/s$k/frontend "{\"ipv4\":\"10.20.0.$k\",\"tcp\":80,\"scheduler\":\"$s\"}"
-        model_set svc $k $s; WHAT="frontend s$k $s"
+        model_set "svc $k" $s; WHAT="frontend s$k $s"
     elif [ $op -lt 13 ]; then
         rnd 21; w=$R
         if [ $w = 20 ]; then   # no weight field: the default, 10
@@ -263,7 +264,7 @@ random_change() {
         else
             gw_put $be "{\"ipv4\":\"$addr\",\"tcp\":8080,\"weight\":$w}"
         fi
-        model_set be $k $j $w; WHAT="backend s$k/b$j weight $w"
+        model_set "be $k $j" $w; WHAT="backend s$k/b$j weight $w"
     elif [ $op -lt 16 ]; then
         gw_del $be
         model_del "be $k $j "; WHAT="delete s$k/b$j"
@@ -345,7 +346,7 @@ scenario_churn() {
             for n in $STUCK; do echo "  f$n has:"; table $n | sed 's/^/    /'; done
             [ $stuck -ge 3 ] && { echo "  churn stopped after 3 failures"; break; }
         fi
-        [ $((c % 25)) = 0 ] && echo "  change $c: $(echo "$want_tab" | grep -c .) rules, all converged"
+        [ $((c % 25)) = 0 ] && echo "  change $c: $(echo "$want_tab" | grep -c .) rules, $(cs_to_s $(( $(now_cs) - t_start ))) s"
         c=$((c + 1))
     done
     echo "  churn: $((c - 1)) changes in $(cs_to_s $(( $(now_cs) - t_start ))) s"
