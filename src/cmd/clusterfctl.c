@@ -11,7 +11,7 @@
 #include <string.h>
 
 static const char usage_top[] =
-    "clusterfctl COMMAND [flags]\n\n"
+    "clusterfctl [flags] COMMAND [flags]   (flags may come before the command or after it)\n\n"
     "Commands:\n"
     "  get        the merged config (etcd + --config-path): every key, its source and state\n"
     "  validate   check the config; exit 0 valid, 1 invalid keys, 2 usage or connection error\n"
@@ -188,8 +188,37 @@ static int health_main(int argc, char **argv)
     return ctl_health(url, path, stdout);
 }
 
+/* The command named in argv (the first argument that is a command's name), or NULL. */
+static const struct cmd *find_command(int argc, char **argv, int *at)
+{
+    for (int a = 1; a < argc; a++) {
+        if (strcmp(argv[a], "--") == 0)
+            return NULL;
+        for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+            if (strcmp(argv[a], cmds[i].name) == 0) {
+                *at = a;
+                return &cmds[i];
+            }
+    }
+    return NULL;
+}
+
+/* Global flags may come before the command, as etcdctl, kubectl and docker take them
+ * (`clusterfctl --etcd-endpoints=URL validate`): move the command to argv[1]. */
+static void command_first(int argc, char **argv)
+{
+    int at = 0;
+    if (argc < 3 || argv[1][0] != '-' || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "--version") == 0 || !find_command(argc, argv, &at))
+        return;
+    char *name = argv[at];
+    memmove(&argv[2], &argv[1], (size_t)(at - 1) * sizeof *argv);
+    argv[1] = name;
+}
+
 int main(int argc, char **argv)
 {
+    command_first(argc, argv);
     if (argc > 1 && strcmp(argv[1], "health") == 0)
         return health_main(argc - 1, argv + 1);
     const struct cmd *c = NULL;

@@ -251,6 +251,12 @@ static void test_validate(void)
     put("/v/services/web/backends/b1", "{\"ipv4\":\"10.1.0.1\",\"tcp\":8080,\"weight\":2}");
     CHECK_INT(run("validate --etcd-endpoints=%s --etcd-prefix=/v", H.endpoints), 0);
     CHECK_MSG(strncmp(OUT, "valid:", 6) == 0, "%s", OUT);
+    /* global flags before the command, as etcdctl and kubectl take them */
+    CHECK_INT(run("--etcd-endpoints=%s --etcd-prefix /v validate", H.endpoints), 0);
+    CHECK_MSG(strncmp(OUT, "valid:", 6) == 0, "%s", OUT);
+    CHECK_INT(run("--etcd-endpoints %s --etcd-prefix=/g validate", H.endpoints), 1);
+    CHECK_INT(run("--etcd-endpoints=%s --etcd-prefix=/v get -o json", H.endpoints), 0);
+    CHECK_MSG(strstr(OUT, "services/web/backends/b1") != NULL, "%s", OUT);
     CHECK_INT(run("validate --etcd-endpoints=%s --etcd-prefix=/g", H.endpoints), 1);
     CHECK_MSG(find_line(OUT, "error: services/web/backends/bad: weight: 70000 is out of range 0..65535", NULL),
               "%s", OUT);
@@ -476,6 +482,7 @@ static void test_bad_flags(void)
         {"validate --frob", "--frob"},
         {"validate extra", "extra"},
         {"frobnicate", "frobnicate"},
+        {"--etcd-timeout=soon validate", "-etcd-timeout"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int rc = run("%s --etcd-endpoints=%s", cases[i].args, H.endpoints);
