@@ -220,10 +220,19 @@ M=/tmp/model
 # rnd N: R = a pseudo-random number in 0..N-1 (a linear congruential generator on SEED).
 rnd() { SEED=$(( (SEED * 1103515245 + 12345) % 2147483648 )); R=$(( (SEED / 65536) % $1 )); }
 b64() { printf '%s' "$1" | base64 | tr -d '\n'; }
-# gw POST-PATH JSON: one gateway call to member $WRITER; fails on an HTTP error.
+# gw POST-PATH JSON: one gateway call to member $WRITER, retried like any etcd client does
+# while the cluster has no leader (a member killed: the others answer 503 until they elect
+# one); fails after 30 s of errors. Puts and range deletes are idempotent, so a retry of one
+# that did land changes nothing.
 gw() {
-    wget -q -O /dev/null --header 'Content-Type: application/json' --post-data "$2" \
-        http://10.99.$WRITER.254:2379$1 || { bad "churn: gateway $1 on m$WRITER failed"; return 1; }
+    gw_tries=0
+    until wget -q -O /dev/null --header 'Content-Type: application/json' --post-data "$2" \
+            http://10.99.$WRITER.254:2379$1; do
+        gw_tries=$((gw_tries + 1))
+        [ $gw_tries -ge 60 ] && { bad "churn: gateway $1 on m$WRITER failed 60 times in 30 s"; return 1; }
+        sleep 0.5
+    done
+    [ $gw_tries = 0 ] || echo "  (gateway $1 on m$WRITER answered after $gw_tries retries)"
 }
 gw_put() { gw /v3/kv/put "{\"key\":\"$(b64 "$1")\",\"value\":\"$(b64 "$2")\"}"; }
 gw_del() { gw /v3/kv/deleterange "{\"key\":\"$(b64 "$1")\"}"; }
