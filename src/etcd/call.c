@@ -3,7 +3,10 @@
  * Each call gets its own pluck completion queue, so any thread may call at any time. A call
  * that fails with UNAVAILABLE moves the client to the next endpoint and is retried there when
  * its retry policy allows (mutating calls only when they cannot have been sent). A missing or
- * rejected token is fetched by the client thread (auth.c); the caller waits for it here. */
+ * rejected token is fetched by the client thread (auth.c); the caller waits for it here.
+ * An attempt on a member that a stream of this client has meanwhile found hung (internal.h,
+ * "Member liveness") is given up at once rather than at its deadline, and retried elsewhere
+ * when its policy allows. Without streams, a hung member costs a call its deadline. */
 #include "etcd/internal.h"
 
 #include <errno.h>
@@ -20,7 +23,28 @@ struct unary_result {
     char details[320];
     uint8_t *resp;
     size_t len;
+    bool hung;  /* given up: a stream found the member hung meanwhile */
 };
+
+#define HUNG_POLL_MS 100  /* how often a waiting call looks whether its member was found hung */
+
+/* Wait for the call's batch; cancel it when endpoint ep is found hung after it started.
+ * Returns true when it was given up that way. */
+static bool wait_call(etcd_client *c, size_t ep, grpc_completion_queue *cq, grpc_call *call)
+{
+    int64_t started = clock_now_ms();
+    bool hung = false;
+    for (;;) {
+        gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                       gpr_time_from_millis(HUNG_POLL_MS, GPR_TIMESPAN));
+        if (grpc_completion_queue_pluck(cq, (void *)1, dl, NULL).type != GRPC_QUEUE_TIMEOUT)
+            return hung;
+        if (!hung && etcd_client_hung_at(c, ep) >= started) {
+            hung = true;
+            grpc_call_cancel(call, NULL);  /* the batch completes at once */
+        }
+    }
+}
 
 /* Copy a received byte buffer (decompressed) into a malloc'd array. */
 int etcd_bb_read(grpc_byte_buffer *bb, uint8_t **out, size_t *len)
@@ -55,10 +79,11 @@ static void set_details(struct unary_result *r, grpc_slice details, const char *
 
 /* One attempt on one channel: the six-op batch, waited for on a private pluck queue. Kept in
  * one piece (over the usual length) because every op's buffers live exactly this long. */
-static void unary_once(grpc_channel *ch, const char *method, const char *token,
+static void unary_once(etcd_client *c, size_t ep, const char *method, const char *token,
                        int64_t timeout_ms, const uint8_t *req, size_t req_len,
                        struct unary_result *r)
 {
+    grpc_channel *ch = c->eps[ep].ch;
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
     gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                                    gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
@@ -93,12 +118,17 @@ static void unary_once(grpc_channel *ch, const char *method, const char *token,
     ops[5].data.recv_status_on_client.error_string = &errstr;
     r->resp = NULL;
     r->len = 0;
+    r->hung = false;
     if (grpc_call_start_batch(call, ops, 6, (void *)1, NULL) != GRPC_CALL_OK) {
         r->status = GRPC_STATUS_INTERNAL;
         snprintf(r->details, sizeof r->details, "grpc_call_start_batch failed");
     } else {
-        grpc_completion_queue_pluck(cq, (void *)1, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        r->hung = wait_call(c, ep, cq, call);
         set_details(r, details, errstr);
+        if (r->hung && r->status != GRPC_STATUS_OK) {
+            r->status = GRPC_STATUS_DEADLINE_EXCEEDED;
+            snprintf(r->details, sizeof r->details, "given up: the member stopped answering (hung?)");
+        }
         if (r->status == GRPC_STATUS_OK && (!recv || etcd_bb_read(recv, &r->resp, &r->len) < 0)) {
             r->status = GRPC_STATUS_INTERNAL;
             snprintf(r->details, sizeof r->details, "no response message");
@@ -165,7 +195,7 @@ int etcd_unary_timed(etcd_client *c, const char *method, const uint8_t *req, siz
         bool ready = grpc_channel_check_connectivity_state(ch, 0) == GRPC_CHANNEL_READY;
         struct unary_result r;
         int64_t attempt_at = clock_now_ms();
-        unary_once(ch, method, token, left, req, req_len, &r);
+        unary_once(c, ep, method, token, left, req, req_len, &r);
         free(token);
         if (r.status == GRPC_STATUS_OK) {
             *resp = r.resp;
@@ -186,6 +216,10 @@ int etcd_unary_timed(etcd_client *c, const char *method, const uint8_t *req, siz
          * linearizable call then waits for etcd's own 7 s timeout): use another one next. */
         if (r.status == GRPC_STATUS_DEADLINE_EXCEEDED)
             etcd_client_rotate(c, ep);
+        if (r.hung && retry == ETCD_RETRY_ALWAYS) {  /* safe to send again, elsewhere */
+            fails++;
+            continue;
+        }
         if (r.status != GRPC_STATUS_UNAVAILABLE)
             return etcd_errno_of(r.status);
         etcd_client_rotate(c, ep);

@@ -119,6 +119,9 @@ static grpc_channel_args channel_args(grpc_arg *args, size_t max_recv)
     grpc_arg a[N_CHANNEL_ARGS] = {
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = (int)max_recv}},
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = -1}},
+        /* HTTP/2 pings only as a backstop (a dead peer behind a silent network): etcd
+         * refuses pings more often than every 5 s; a hung member is found by the streams'
+         * answer deadlines (stream.c) long before this */
         {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIME_MS, {.integer = 10000}},
         {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIMEOUT_MS, {.integer = 5000}},
         {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, {.integer = 0}},
@@ -317,6 +320,22 @@ void etcd_client_rotate(etcd_client *c, size_t from)
     if (c->cur == from && c->n_eps > 1)
         c->cur = (from + 1) % c->n_eps;  /* callers see it in etcd_error.endpoint */
     pthread_mutex_unlock(&c->mu);
+}
+
+void etcd_client_mark_hung(etcd_client *c, size_t ep, int64_t now)
+{
+    pthread_mutex_lock(&c->mu);
+    c->eps[ep].hung_at = now;
+    pthread_mutex_unlock(&c->mu);
+    etcd_client_rotate(c, ep);
+}
+
+int64_t etcd_client_hung_at(etcd_client *c, size_t ep)
+{
+    pthread_mutex_lock(&c->mu);
+    int64_t at = c->eps[ep].hung_at;
+    pthread_mutex_unlock(&c->mu);
+    return at;
 }
 
 int etcd_client_endpoint(etcd_client *c, char *buf, size_t size)

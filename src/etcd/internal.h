@@ -14,6 +14,7 @@ struct etcd_endpoint {
     char *url;      /* as configured */
     char *target;   /* host:port for grpc_channel_create */
     grpc_channel *ch;
+    int64_t hung_at;  /* under c->mu: when a stream last found it silent (0 = never) */
 };
 
 /* Tag of a batch on the client's completion queue: a stream's (kind = its op) or the auth
@@ -72,6 +73,11 @@ int etcd_errno_of(int grpc_code);
 size_t etcd_client_pick(etcd_client *c, char **token, uint64_t *token_gen);
 /* Move to the next endpoint unless someone already moved away from `from`. */
 void etcd_client_rotate(etcd_client *c, size_t from);
+/* A stream found endpoint ep silent (a hung member): remember when, and rotate away from it.
+ * Unary calls in flight on it since before then give up their attempt (call.c). */
+void etcd_client_mark_hung(etcd_client *c, size_t ep, int64_t now);
+/* When endpoint ep was last found silent by a stream (0 = never). */
+int64_t etcd_client_hung_at(etcd_client *c, size_t ep);
 
 /* Call policy for etcd_unary: retry elsewhere after UNAVAILABLE always (reads, and writes that
  * may safely apply twice), or only when the call cannot have been sent (Txn, Compact). */
@@ -119,6 +125,20 @@ void etcd_auth_complete(etcd_client *c, bool ok);
 bool etcd_auth_busy(const etcd_client *c);
 
 /* ---- stream.c: one bidi call on the client CQ, used only from the client thread ---- */
+
+/* Member liveness (stream.c). A killed member resets the TCP connection and every call on it
+ * fails at once; a hung one (SIGSTOPped, or cut off with the socket still open) answers
+ * nothing and closes nothing. gRPC's HTTP/2 keepalive cannot find it quickly: etcd enforces
+ * --grpc-keepalive-min-time (5 s by default) and answers more frequent pings with a GOAWAY
+ * (too_many_pings) that drops every stream. So the client asks etcd itself: every request
+ * sent on a stream (a watch create or progress request, a lease keep-alive) expects some
+ * message back within the stream's answer_ms; when none comes the member counts as hung, the
+ * stream is cancelled and the client moves to the next endpoint. A watch with nothing to say
+ * is asked for progress (etcd >= 3.4) after ETCD_PROBE_IDLE_MS of silence, so a hung member
+ * is noticed within about ETCD_PROBE_IDLE_MS + ETCD_ANSWER_MS. A slow but live member only
+ * costs a reconnect elsewhere (the watch resumes without loss, the lease is sent again). */
+#define ETCD_PROBE_IDLE_MS 1000
+#define ETCD_ANSWER_MS 2000
 struct etcd_stream {
     etcd_client *c;
     const char *method;
@@ -134,6 +154,10 @@ struct etcd_stream {
     int pending;
     bool sending, cancelled, status_done;
     bool paused;                  /* owner set: post no RECV_MESSAGE until etcd_stream_resume */
+    bool hung;                    /* cancelled because the member did not answer */
+    int64_t answer_ms;            /* owner set: how long a request may wait for a message */
+    int64_t asked_at;             /* oldest request sent and not answered yet (0 = none) */
+    int64_t heard_at;             /* last message received (or the open) */
     struct etcd_stream_tag t_start, t_recv, t_send, t_status;
     grpc_metadata md[2];
     size_t n_md;
@@ -156,6 +180,10 @@ void etcd_stream_resume(struct etcd_stream *s);
 /* Send one message; -EBUSY while the previous send is still outstanding. */
 int etcd_stream_send(struct etcd_stream *s, const uint8_t *buf, size_t len);
 void etcd_stream_cancel(struct etcd_stream *s);
+/* Cancel the stream (and mark its endpoint hung) when a request waited answer_ms without any
+ * message back while the stream was reading. Returns when to look again (INT64_MAX: no
+ * request outstanding). The owner's on_closed then gets DEADLINE_EXCEEDED. */
+int64_t etcd_stream_check(struct etcd_stream *s, int64_t now);
 bool etcd_stream_active(const struct etcd_stream *s);
 void etcd_stream_complete(struct etcd_stream_tag *t, bool ok);
 

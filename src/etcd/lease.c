@@ -2,7 +2,10 @@
  *
  * Grant and revoke are unary calls on the caller's thread; the keep-alive runs on the client
  * thread. The lease counts as lost when etcd answers TTL <= 0 or when no keep-alive succeeded
- * within the TTL; the loss is signalled on an eventfd so the owner can re-grant and re-put. */
+ * within the TTL; the loss is signalled on an eventfd so the owner can re-grant and re-put.
+ * A keep-alive unanswered within min(ETCD_ANSWER_MS, TTL/4) means the member hangs: the
+ * stream moves to the next endpoint and sends a keep-alive there at once, well inside the
+ * TTL, so a live quorum keeps the lease (internal.h, "Member liveness"). */
 #include "etcd/internal.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.pb-c.h"
 
@@ -127,9 +130,15 @@ static int64_t keepalive(etcd_lease *l, int64_t now)
             l->retry_at = now + backoff_next(&l->bo);
             return l->retry_at;
         }
+        int64_t answer = l->kttl * 1000 / 4;
+        l->st.answer_ms = answer > ETCD_ANSWER_MS ? ETCD_ANSWER_MS : answer < 500 ? 500 : answer;
+        l->next_send = now;  /* a new stream (maybe after a failure): renew on it at once */
     }
+    int64_t check = etcd_stream_check(&l->st, now);
+    if (!etcd_stream_active(&l->st) || l->st.cancelled)
+        return now + 100;  /* closing: on_closed schedules the reopen */
     if (now < l->next_send)
-        return l->next_send;
+        return l->next_send < check ? l->next_send : check;
     Etcdserverpb__LeaseKeepAliveRequest req = ETCDSERVERPB__LEASE_KEEP_ALIVE_REQUEST__INIT;
     req.id = l->kid;
     uint8_t buf[16];
@@ -142,7 +151,7 @@ static int64_t keepalive(etcd_lease *l, int64_t now)
     } else {
         l->next_send = now + 100;
     }
-    return l->next_send;
+    return l->next_send < check ? l->next_send : check;
 }
 
 int64_t etcd_lease_tick(etcd_lease *l, int64_t now)

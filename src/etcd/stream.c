@@ -2,7 +2,8 @@
  *
  * Keeps the C core's rules: one outstanding send and one outstanding receive, a status op
  * pending for the life of the call, and every tag drained before the call is released. The
- * owner gets each message and, once, the final status. Used only from the client thread. */
+ * owner gets each message and, once, the final status. A request that gets no message back
+ * within answer_ms marks the member hung (see internal.h). Used only from the client thread. */
 #include "etcd/internal.h"
 
 #include <errno.h>
@@ -30,6 +31,7 @@ void etcd_stream_init(struct etcd_stream *s, etcd_client *c, const char *method,
     s->t_recv = (struct etcd_stream_tag){s, TAG_RECV};
     s->t_send = (struct etcd_stream_tag){s, TAG_SEND};
     s->t_status = (struct etcd_stream_tag){s, TAG_STATUS};
+    s->answer_ms = ETCD_ANSWER_MS;
 }
 
 bool etcd_stream_active(const struct etcd_stream *s)
@@ -75,7 +77,9 @@ int etcd_stream_open(struct etcd_stream *s, bool refresh_auth, etcd_error *err)
                                        grpc_slice_from_static_string(s->method), NULL,
                                        gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     s->pending = 0;
-    s->sending = s->cancelled = s->status_done = s->paused = false;
+    s->sending = s->cancelled = s->status_done = s->paused = s->hung = false;
+    s->asked_at = 0;
+    s->heard_at = clock_now_ms();
     s->md[0].key = grpc_slice_from_static_string("hasleader");
     s->md[0].value = grpc_slice_from_static_string("true");
     s->n_md = 1;
@@ -135,6 +139,8 @@ int etcd_stream_send(struct etcd_stream *s, const uint8_t *buf, size_t len)
         return -EIO;
     }
     s->sending = true;
+    if (s->asked_at == 0)
+        s->asked_at = clock_now_ms();
     return 0;
 }
 
@@ -144,6 +150,18 @@ void etcd_stream_cancel(struct etcd_stream *s)
         s->cancelled = true;
         grpc_call_cancel(s->call, NULL);
     }
+}
+
+int64_t etcd_stream_check(struct etcd_stream *s, int64_t now)
+{
+    if (!s->call || s->cancelled || s->paused || s->asked_at == 0)
+        return INT64_MAX;  /* (a paused stream reads nothing: its silence says nothing) */
+    if (now - s->asked_at < s->answer_ms)
+        return s->asked_at + s->answer_ms;
+    s->hung = true;
+    etcd_client_mark_hung(s->c, s->ep, now);
+    etcd_stream_cancel(s);
+    return INT64_MAX;
 }
 
 /* Every tag is back: release the call and tell the owner how it ended. */
@@ -157,6 +175,11 @@ static void finish(struct etcd_stream *s)
     if (s->error_string && n < 80 && s->status != GRPC_STATUS_CANCELLED)
         snprintf(details + n, sizeof details - n, "%s(%s)", n ? " " : "", s->error_string);
     int code = s->status;
+    if (s->hung) {  /* we cancelled it: say why */
+        code = GRPC_STATUS_DEADLINE_EXCEEDED;
+        snprintf(details, sizeof details, "no answer within %lld ms (member hung?)",
+                 (long long)s->answer_ms);
+    }
     grpc_slice_unref(s->details);
     gpr_free((void *)s->error_string);
     s->error_string = NULL;
@@ -180,6 +203,8 @@ static void got_message(struct etcd_stream *s, bool ok)
             grpc_byte_buffer_destroy(bb);
         return;  /* the stream is over: the status op tells why */
     }
+    s->asked_at = 0;  /* any message shows the member is alive */
+    s->heard_at = clock_now_ms();
     uint8_t *buf = NULL;
     size_t len = 0;
     int rc = etcd_bb_read(bb, &buf, &len);
@@ -196,6 +221,9 @@ void etcd_stream_resume(struct etcd_stream *s)
     if (!s->paused)
         return;
     s->paused = false;
+    if (s->asked_at)  /* it was not read meanwhile: wait for the answer afresh */
+        s->asked_at = clock_now_ms();
+    s->heard_at = clock_now_ms();
     if (s->call && !s->cancelled && !arm_recv(s))
         etcd_stream_cancel(s);
 }

@@ -4,7 +4,9 @@
  * The stream runs on the client thread. Events are delivered only from complete responses
  * (fragments are joined first), and the resume point is the last delivered mod_revision + 1,
  * so a broken stream or an etcd restart loses and repeats nothing. Event-less responses
- * (progress) never move the resume point. A compaction stops the watch until a restart. */
+ * (progress) never move the resume point. A compaction stops the watch until a restart.
+ * A stream that has been silent for ETCD_PROBE_IDLE_MS is asked for progress, so a hung
+ * member is noticed and left (internal.h, "Member liveness"). */
 #include "etcd/internal.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.pb-c.h"
 
@@ -297,6 +299,27 @@ static void open_stream(etcd_watch *w, int64_t now)
     free(buf);
 }
 
+/* Ask etcd for a progress notice on a created stream that has been silent for a while (its
+ * answer, or any event, proves the member alive; etcd_stream_check leaves a silent one).
+ * Returns when to look again. */
+static int64_t probe(etcd_watch *w, int64_t now)
+{
+    int64_t due = etcd_stream_check(&w->st, now);
+    if (w->st.cancelled || w->st.paused || !w->created || w->st.asked_at)
+        return due;
+    if (now - w->st.heard_at < ETCD_PROBE_IDLE_MS)
+        return w->st.heard_at + ETCD_PROBE_IDLE_MS;
+    Etcdserverpb__WatchProgressRequest pr = ETCDSERVERPB__WATCH_PROGRESS_REQUEST__INIT;
+    Etcdserverpb__WatchRequest req = ETCDSERVERPB__WATCH_REQUEST__INIT;
+    req.request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_PROGRESS_REQUEST;
+    req.progress_request = &pr;
+    uint8_t buf[16];
+    size_t len = etcdserverpb__watch_request__pack(&req, buf);
+    if (etcd_stream_send(&w->st, buf, len) < 0)
+        return now + PENDING_POLL_MS;  /* the previous send is still out: try again soon */
+    return now + w->st.answer_ms;
+}
+
 int64_t etcd_watch_tick(etcd_watch *w, int64_t now)
 {
     pthread_mutex_lock(&w->c->mu);
@@ -331,7 +354,9 @@ int64_t etcd_watch_tick(etcd_watch *w, int64_t now)
             return now + PENDING_POLL_MS;
         etcd_stream_resume(&w->st);
     }
-    if (active || w->stopped)
+    if (active)
+        return w->stopped ? INT64_MAX : probe(w, now);
+    if (w->stopped)
         return INT64_MAX;
     if (now < w->retry_at)
         return w->retry_at;
