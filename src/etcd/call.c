@@ -6,7 +6,10 @@
  * rejected token is fetched by the client thread (auth.c); the caller waits for it here.
  * An attempt on a member that a stream of this client has meanwhile found hung (internal.h,
  * "Member liveness") is given up at once rather than at its deadline, and retried elsewhere
- * when its policy allows. Without streams, a hung member costs a call its deadline. */
+ * when its policy allows. A call that may be sent twice, on a channel not connected yet, waits
+ * at most ETCD_ANSWER_MS for it before trying the next member: a hung member accepts TCP
+ * connections (the kernel does) but never finishes the HTTP/2 handshake. Otherwise, without
+ * streams, a hung member costs a call its deadline. */
 #include "etcd/internal.h"
 
 #include <errno.h>
@@ -195,7 +198,8 @@ int etcd_unary_timed(etcd_client *c, const char *method, const uint8_t *req, siz
         bool ready = grpc_channel_check_connectivity_state(ch, 0) == GRPC_CHANNEL_READY;
         struct unary_result r;
         int64_t attempt_at = clock_now_ms();
-        unary_once(c, ep, method, token, left, req, req_len, &r);
+        bool capped = !ready && retry == ETCD_RETRY_ALWAYS && c->n_eps > 1 && left > ETCD_ANSWER_MS;
+        unary_once(c, ep, method, token, capped ? ETCD_ANSWER_MS : left, req, req_len, &r);
         free(token);
         if (r.status == GRPC_STATUS_OK) {
             *resp = r.resp;
@@ -216,7 +220,8 @@ int etcd_unary_timed(etcd_client *c, const char *method, const uint8_t *req, siz
          * linearizable call then waits for etcd's own 7 s timeout): use another one next. */
         if (r.status == GRPC_STATUS_DEADLINE_EXCEEDED)
             etcd_client_rotate(c, ep);
-        if (r.hung && retry == ETCD_RETRY_ALWAYS) {  /* safe to send again, elsewhere */
+        if ((r.hung || capped) && r.status == GRPC_STATUS_DEADLINE_EXCEEDED
+            && retry == ETCD_RETRY_ALWAYS) {  /* safe to send again, elsewhere */
             fails++;
             continue;
         }

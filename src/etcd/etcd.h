@@ -237,6 +237,10 @@ int etcd_lease_regrant(etcd_lease *l, etcd_error *err);
 /* Stop the keep-alive and revoke the lease (its keys are deleted at once). */
 int etcd_lease_revoke(etcd_lease *l, etcd_error *err);
 
+/* Ask etcd how many seconds lease id has left: *remaining, -1 when it expired or never
+ * existed. Returns 0 or -errno. */
+int etcd_lease_time_to_live(etcd_client *c, int64_t id, int64_t *remaining, etcd_error *err);
+
 /* Stop the keep-alive (without revoking: the keys expire after the TTL) and free. NULL ok. */
 void etcd_lease_free(etcd_lease *l);
 

@@ -58,6 +58,28 @@ static int revoke_id(etcd_client *c, int64_t id, etcd_error *err)
     return rc;
 }
 
+int etcd_lease_time_to_live(etcd_client *c, int64_t id, int64_t *remaining, etcd_error *err)
+{
+    Etcdserverpb__LeaseTimeToLiveRequest req = ETCDSERVERPB__LEASE_TIME_TO_LIVE_REQUEST__INIT;
+    req.id = id;
+    uint8_t buf[16], *resp = NULL;
+    size_t len = etcdserverpb__lease_time_to_live_request__pack(&req, buf), resp_len = 0;
+    int rc = etcd_unary(c, "/etcdserverpb.Lease/LeaseTimeToLive", buf, len, ETCD_RETRY_ALWAYS,
+                        true, &resp, &resp_len, err);
+    if (rc < 0)
+        return rc;
+    Etcdserverpb__LeaseTimeToLiveResponse *r =
+        etcdserverpb__lease_time_to_live_response__unpack(NULL, resp_len, resp);
+    free(resp);
+    if (!r) {
+        etcd_err_set(err, ETCD_ERR_LOCAL, NULL, "undecodable LeaseTimeToLiveResponse");
+        return -EPROTO;
+    }
+    *remaining = r->ttl;
+    etcdserverpb__lease_time_to_live_response__free_unpacked(r, NULL);
+    return 0;
+}
+
 /* Mark the lease lost, keep why for etcd_lease_loss, and wake the owner (client thread). */
 static void lose(etcd_lease *l, int code, const char *why)
 {
