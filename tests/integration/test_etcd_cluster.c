@@ -13,23 +13,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-/* Index of the current leader (asked of each member), or -1. */
-static int find_leader(etcdh *h)
-{
-    for (int i = 0; i < h->n; i++) {
-        etcd_config cfg = {.endpoints = h->m[i].client_url, .timeout_ms = 3000};
-        etcd_client *c = NULL;
-        etcd_error err = {0};
-        uint64_t leader = 0, me = 0;
-        bool is = etcd_client_new(&cfg, &c, &err) == 0 && etcd_status(c, &leader, &me, &err) == 0 &&
-                  leader == me;
-        etcd_client_free(c);
-        if (is)
-            return i;
-    }
-    return -1;
-}
-
 static void test_failover(void)
 {
     if (!etcdh_available()) {
@@ -40,7 +23,7 @@ static void test_failover(void)
     if (!CHECK_MSG(etcdh_start(&h, 3) == 0, "cluster did not start"))
         return;
     /* connect to the leader first: killing it forces an election and a failover at once */
-    int leader = find_leader(&h);
+    int leader = etcdh_leader(&h);
     CHECK(leader >= 0);
     char eps[256];
     snprintf(eps, sizeof eps, "%s,%s,%s", h.m[leader < 0 ? 0 : leader].client_url,

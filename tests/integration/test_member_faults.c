@@ -137,18 +137,6 @@ static etcd_client *member_client(const etcdh *h, int i)
     return c;
 }
 
-/* The lease of key (0: none), -1 when absent or unreadable. */
-static int64_t key_lease(etcd_client *c, const char *key)
-{
-    etcd_kvs *kvs = NULL;
-    etcd_error err = {0};
-    if (etcd_get(c, key, strlen(key), &kvs, NULL, &err) < 0 || !kvs)
-        return -1;
-    int64_t lease = kvs->kvs[0].lease;
-    etcd_kvs_free(kvs);
-    return lease;
-}
-
 /* True when clusterf-ipvs's log shows the dry-run op adding dest (e.g. "10.2.0.3:80"). */
 static bool ipvs_saw(struct scene *s, const char *dest)
 {
@@ -177,21 +165,6 @@ static bool connected_to(pid_t pid, int port)
     if (p)
         pclose(p);
     return yes;
-}
-
-/* Index of the member that is the leader (asked of each), or -1. */
-static int find_leader(struct scene *s)
-{
-    for (int i = 0; i < s->h.n; i++) {
-        etcd_client *c = member_client(&s->h, i);
-        etcd_error err = {0};
-        uint64_t leader = 0, me = 0;
-        bool is = c && etcd_status(c, &leader, &me, &err) == 0 && leader == me;
-        etcd_client_free(c);
-        if (is)
-            return i;
-    }
-    return -1;
 }
 
 /* Put key=value through c until it works (an election may be running) or the cap. */
@@ -233,7 +206,7 @@ static int64_t wait_for(struct scene *s, etcd_client *c, int64_t t0, const char 
                         const char *key)
 {
     while (clock_now_ms() - t0 < CAP_MS) {
-        if ((dest && ipvs_saw(s, dest)) || (key && key_lease(c, key) > 0))
+        if ((dest && ipvs_saw(s, dest)) || (key && etcdh_key_lease(c, key) > 0))
             return clock_now_ms() - t0;
         usleep(20 * 1000);
     }
@@ -266,9 +239,9 @@ static void wait_round(struct scene *s, etcd_client *c, int64_t t0, struct round
         int64_t now = clock_now_ms() - t0;
         if (t->seen < 0 && ipvs_saw(s, dest))
             t->seen = now;
-        if (t->reg < 0 && key_lease(c, new_key) > 0)
+        if (t->reg < 0 && etcdh_key_lease(c, new_key) > 0)
             t->reg = now;
-        if (ctr_key && t->ctr < 0 && key_lease(c, ctr_key) > 0)
+        if (ctr_key && t->ctr < 0 && etcdh_key_lease(c, ctr_key) > 0)
             t->ctr = now;
         if (t->seen >= 0 && t->reg >= 0 && (!ctr_key || t->ctr >= 0))
             return;
@@ -289,7 +262,7 @@ static void judge_round(struct scene *s, etcd_client *c, const char *name, const
     CHECK_MSG(!s->dh || t->ctr >= 0, "round %s: the new container never appeared", name);
     for (int i = 0; i < s->n_hold; i++) {
         struct holder *o = &s->hold[i];
-        int64_t lease = key_lease(c, o->key);
+        int64_t lease = etcdh_key_lease(c, o->key);
         printf("    %s: lease renewed %lld ms after the fault; its key at +%d s: %s\n", o->what,
                (long long)o->renewed, 2 * HELD_TTL_S + 2, lease == o->lease ? "on its first lease"
                : lease > 0 ? "on another lease" : "gone");
@@ -316,7 +289,7 @@ static void fault_round(struct scene *s, const char *name, int victim, int sig, 
     snprintf(backend, sizeof backend, "new-%s", name);
     snprintf(new_key, sizeof new_key, "/clusterf/services/web/backends/%s", backend);
     order(&s->h, victim, eps, sizeof eps);
-    int leader = find_leader(s);
+    int leader = etcdh_leader(&s->h);
     char fault[64];
     snprintf(fault, sizeof fault, "%s %s, leader was %s", sig == SIGKILL ? "kill -9" : sig ==
              SIGSTOP ? "SIGSTOP" : "no fault on", s->h.m[victim].name,
@@ -350,7 +323,7 @@ static bool start_holder(struct scene *s, etcd_client *c, struct holder *o)
 {
     int64_t t0 = clock_now_ms();
     bool ok = CHECK_MSG(wait_for(s, c, t0, NULL, o->key) >= 0, "%s never wrote %s", o->what, o->key);
-    o->lease = key_lease(c, o->key);
+    o->lease = etcdh_key_lease(c, o->key);
     return ok;
 }
 

@@ -117,15 +117,22 @@ static pid_t spawn(etcdh *h, int i)
     return pid;
 }
 
-/* Poll Status on member i until it reports a leader (or it died / timed out). */
-static int wait_ready(etcdh *h, int i)
+/* A client config for member i alone (TLS files when the cluster uses TLS). */
+static etcd_config member_config(const etcdh *h, int i, int64_t timeout_ms)
 {
-    etcd_config cfg = {.endpoints = h->m[i].client_url, .timeout_ms = 1000};
+    etcd_config cfg = {.endpoints = h->m[i].client_url, .timeout_ms = timeout_ms};
     if (h->tls) {
         cfg.ca_file = h->ca;
         cfg.cert_file = h->cert;
         cfg.key_file = h->key;
     }
+    return cfg;
+}
+
+/* Poll Status on member i until it reports a leader (or it died / timed out). */
+static int wait_ready(etcdh *h, int i)
+{
+    etcd_config cfg = member_config(h, i, 1000);
     etcd_client *c = NULL;
     etcd_error err = {0};
     if (etcd_client_new(&cfg, &c, &err) < 0) {
@@ -212,6 +219,35 @@ int etcdh_restart_member(etcdh *h, int i, bool wait)
     if ((h->m[i].pid = spawn(h, i)) < 0)
         return -1;
     return wait ? wait_ready(h, i) : 0;
+}
+
+int etcdh_leader(const etcdh *h)
+{
+    for (int i = 0; i < h->n; i++) {
+        if (h->m[i].pid <= 0)
+            continue;
+        etcd_config cfg = member_config(h, i, 3000);
+        etcd_client *c = NULL;
+        etcd_error err = {0};
+        uint64_t leader = 0, me = 0;
+        bool is = etcd_client_new(&cfg, &c, &err) == 0 && etcd_status(c, &leader, &me, &err) == 0 &&
+                  leader == me;
+        etcd_client_free(c);
+        if (is)
+            return i;
+    }
+    return -1;
+}
+
+int64_t etcdh_key_lease(etcd_client *c, const char *key)
+{
+    etcd_kvs *kvs = NULL;
+    etcd_error err = {0};
+    if (etcd_get(c, key, strlen(key), &kvs, NULL, &err) < 0 || !kvs)
+        return -1;
+    int64_t lease = kvs->kvs[0].lease;
+    etcd_kvs_free(kvs);
+    return lease;
 }
 
 int etcdh_member_of(const etcdh *h, const char *url)

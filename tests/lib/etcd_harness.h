@@ -4,7 +4,10 @@
 #ifndef CLUSTERF_TEST_ETCD_HARNESS_H
 #define CLUSTERF_TEST_ETCD_HARNESS_H
 
+#include "etcd/etcd.h"
+
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #define ETCDH_MAX 3
@@ -42,6 +45,13 @@ void etcdh_stop_member(etcdh *h, int i, int sig);
 
 /* Restart member i on its existing data dir; waits for it to serve (with a leader) when wait. */
 int etcdh_restart_member(etcdh *h, int i, bool wait);
+
+/* Index of the member that reports itself leader (asked of each running member; a stopped
+ * one costs a 3 s timeout), or -1. */
+int etcdh_leader(const etcdh *h);
+
+/* The lease of key read through c (0: none), -1 when the key is absent or unreadable. */
+int64_t etcdh_key_lease(etcd_client *c, const char *key);
 
 /* Index of the member whose client URL is url, or -1. */
 int etcdh_member_of(const etcdh *h, const char *url);
