@@ -5,11 +5,12 @@
  * its retry policy allows (mutating calls only when they cannot have been sent). A missing or
  * rejected token is fetched by the client thread (auth.c); the caller waits for it here.
  * An attempt on a member that a stream of this client has meanwhile found hung (internal.h,
- * "Member liveness") is given up at once rather than at its deadline, and retried elsewhere
- * when its policy allows. A call that may be sent twice, on a channel not connected yet, waits
+ * "Member liveness"), or that does not answer a Status probe sent while the attempt waits, is
+ * given up at once rather than at its deadline, and retried elsewhere when its policy allows. A call that may be sent twice, on a channel not connected yet, waits
  * at most ETCD_ANSWER_MS for it before trying the next member: a hung member accepts TCP
- * connections (the kernel does) but never finishes the HTTP/2 handshake. Otherwise, without
- * streams, a hung member costs a call its deadline. */
+ * connections (the kernel does) but never finishes the HTTP/2 handshake. A Txn or Compact (sent
+ * at most once) given up on a hung member returns DEADLINE_EXCEEDED: its outcome is unknown,
+ * as after its deadline. */
 #include "etcd/internal.h"
 
 #include <errno.h>
@@ -31,17 +32,40 @@ struct unary_result {
 
 #define HUNG_POLL_MS 100  /* how often a waiting call looks whether its member was found hung */
 
-/* Wait for the call's batch; cancel it when endpoint ep is found hung after it started.
- * Returns true when it was given up that way. */
-static bool wait_call(etcd_client *c, size_t ep, grpc_completion_queue *cq, grpc_call *call)
+static void unary_once(etcd_client *c, size_t ep, const char *method, const char *token,
+                       int64_t timeout_ms, const uint8_t *req, size_t req_len, bool probe,
+                       struct unary_result *r);
+
+/* Ask member ep for its Status (answered locally, leader or not): no answer at all within
+ * ETCD_ANSWER_MS marks it hung. Any answer, even a refusal, shows it alive. */
+static void probe_member(etcd_client *c, size_t ep)
 {
-    int64_t started = clock_now_ms();
+    struct unary_result pr;
+    static const uint8_t empty[1];
+    unary_once(c, ep, "/etcdserverpb.Maintenance/Status", NULL, ETCD_ANSWER_MS, empty, 0, false, &pr);
+    free(pr.resp);
+    if (pr.status == GRPC_STATUS_DEADLINE_EXCEEDED)
+        etcd_client_mark_hung(c, ep, clock_now_ms());
+}
+
+/* Wait for the call's batch; cancel it when endpoint ep is found hung after it started --
+ * by a stream, or (probe) by a Status probe sent each ETCD_ANSWER_MS the call goes
+ * unanswered, so a call on a member no stream uses does not wait out its deadline.
+ * Returns true when it was given up that way. */
+static bool wait_call(etcd_client *c, size_t ep, grpc_completion_queue *cq, grpc_call *call,
+                      bool probe)
+{
+    int64_t started = clock_now_ms(), probed = started;
     bool hung = false;
     for (;;) {
         gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                                        gpr_time_from_millis(HUNG_POLL_MS, GPR_TIMESPAN));
         if (grpc_completion_queue_pluck(cq, (void *)1, dl, NULL).type != GRPC_QUEUE_TIMEOUT)
             return hung;
+        if (probe && !hung && clock_now_ms() - probed >= ETCD_ANSWER_MS) {
+            probe_member(c, ep);
+            probed = clock_now_ms();
+        }
         if (!hung && etcd_client_hung_at(c, ep) >= started) {
             hung = true;
             grpc_call_cancel(call, NULL);  /* the batch completes at once */
@@ -83,7 +107,7 @@ static void set_details(struct unary_result *r, grpc_slice details, const char *
 /* One attempt on one channel: the six-op batch, waited for on a private pluck queue. Kept in
  * one piece (over the usual length) because every op's buffers live exactly this long. */
 static void unary_once(etcd_client *c, size_t ep, const char *method, const char *token,
-                       int64_t timeout_ms, const uint8_t *req, size_t req_len,
+                       int64_t timeout_ms, const uint8_t *req, size_t req_len, bool probe,
                        struct unary_result *r)
 {
     grpc_channel *ch = c->eps[ep].ch;
@@ -126,7 +150,7 @@ static void unary_once(etcd_client *c, size_t ep, const char *method, const char
         r->status = GRPC_STATUS_INTERNAL;
         snprintf(r->details, sizeof r->details, "grpc_call_start_batch failed");
     } else {
-        r->hung = wait_call(c, ep, cq, call);
+        r->hung = wait_call(c, ep, cq, call, probe);
         set_details(r, details, errstr);
         if (r->hung && r->status != GRPC_STATUS_OK) {
             r->status = GRPC_STATUS_DEADLINE_EXCEEDED;
@@ -199,7 +223,8 @@ int etcd_unary_timed(etcd_client *c, const char *method, const uint8_t *req, siz
         struct unary_result r;
         int64_t attempt_at = clock_now_ms();
         bool capped = !ready && retry == ETCD_RETRY_ALWAYS && c->n_eps > 1 && left > ETCD_ANSWER_MS;
-        unary_once(c, ep, method, token, capped ? ETCD_ANSWER_MS : left, req, req_len, &r);
+        unary_once(c, ep, method, token, capped ? ETCD_ANSWER_MS : left, req, req_len, true,
+                   &r);
         free(token);
         if (r.status == GRPC_STATUS_OK) {
             *resp = r.resp;

@@ -13,6 +13,15 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+/* How many of c's events have mod_revision <= rev (they are in revision order). */
+static size_t upto(const etcd_collect *c, int64_t rev)
+{
+    size_t n = 0;
+    while (n < c->n && c->ev[n].mod_revision <= rev)
+        n++;
+    return n;
+}
+
 static void test_failover(void)
 {
     if (!etcdh_available()) {
@@ -122,8 +131,16 @@ static void test_failover(void)
     etcd_collect ref = {0};
     CHECK_INT(etcd_watch_new(c, "/cl/", 4, start, &w2, &err), 0);
     etcd_collect_to(w2, &ref, last, 30000);
-    CHECK_INT(col.n, ref.n);
-    CHECK_INT(etcd_collect_diff(&col, &ref), 0);
+    /* compare up to `last`: a put given up on the frozen member (and sent again elsewhere)
+     * may still be applied when that member resumes, as a later revision */
+    etcd_collect col_v = col, ref_v = ref;
+    col_v.n = upto(&col, last);
+    ref_v.n = upto(&ref, last);
+    if (ref.n > ref_v.n)
+        printf("  %zu event(s) after the last checked revision (a put the frozen member applied "
+               "on resuming)\n", ref.n - ref_v.n);
+    CHECK_INT(col_v.n, ref_v.n);
+    CHECK_INT(etcd_collect_diff(&col_v, &ref_v), 0);
     CHECK_INT(etcd_writer_missing(&wr, &col), 0);
     etcd_collect_free(&col);
     etcd_collect_free(&ref);
