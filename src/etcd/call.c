@@ -62,7 +62,7 @@ static bool wait_call(etcd_client *c, size_t ep, grpc_completion_queue *cq, grpc
                                        gpr_time_from_millis(HUNG_POLL_MS, GPR_TIMESPAN));
         if (grpc_completion_queue_pluck(cq, (void *)1, dl, NULL).type != GRPC_QUEUE_TIMEOUT)
             return hung;
-        if (probe && !hung && clock_now_ms() - probed >= ETCD_ANSWER_MS) {
+        if (probe && !hung && c->n_eps > 1 && clock_now_ms() - probed >= ETCD_ANSWER_MS) {
             probe_member(c, ep);
             probed = clock_now_ms();
         }

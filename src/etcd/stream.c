@@ -156,6 +156,8 @@ int64_t etcd_stream_check(struct etcd_stream *s, int64_t now)
 {
     if (!s->call || s->cancelled || s->paused || s->asked_at == 0)
         return INT64_MAX;  /* (a paused stream reads nothing: its silence says nothing) */
+    if (s->c->n_eps < 2)
+        return INT64_MAX;  /* nowhere else to go: leaving a slow member would only cost */
     if (now - s->asked_at < s->answer_ms)
         return s->asked_at + s->answer_ms;
     s->hung = true;

@@ -305,7 +305,7 @@ static void open_stream(etcd_watch *w, int64_t now)
 static int64_t probe(etcd_watch *w, int64_t now)
 {
     int64_t due = etcd_stream_check(&w->st, now);
-    if (w->st.cancelled || w->st.paused || !w->created || w->st.asked_at)
+    if (w->st.cancelled || w->st.paused || !w->created || w->st.asked_at || w->c->n_eps < 2)
         return due;
     if (now - w->st.heard_at < ETCD_PROBE_IDLE_MS)
         return w->st.heard_at + ETCD_PROBE_IDLE_MS;
