@@ -79,12 +79,14 @@ wait_line() { probe wait-log "$1" "$2" "$3" $WAIT_S; }
 
 # cold_sync S LOG: start the daemon on an empty kernel table; sets COLD_MS, KERNEL_MS.
 cold_sync() {
-    t0=$(probe now)
+    t0=$(probe now) cpu0=$(cpu_snap)
     start_ipvs "$2" info
     set -- "$1" "$2" "$(wait_line "$2" 0 "$MSG_START")" "$(wait_line "$2" 0 'msg="etcd read"')"
     end=${3% *} read_ts=${4% *}
     [ -n "$end" ] && [ -n "$read_ts" ] || { bad "$1: cold sync finished"; tail -n 5 "$2"; return 1; }
     COLD_MS=$((end - t0)) KERNEL_MS=$((end - read_ts))
+    cpu_split "$1x$BPS cold sync" "$cpu0"
+    echo "INFO $1x$BPS cold sync: daemon CPU user/system ms $(proc_cpu $IPVS_PID)"
     grep "$MSG_START" "$2" | sed 's/^/  /'
     echo "INFO $1x$BPS cold sync ${COLD_MS} ms (daemon start -> its first summary line), of which" \
          "${KERNEL_MS} ms after its etcd read (compute + diff + kernel programming)"
@@ -140,6 +142,22 @@ latency() {
     echo "INFO $1x$BPS one backend change, etcd Put response -> seen in the kernel (probe over netlink): $out"
 }
 
+# cpu_snap: the guest's cpu line of /proc/stat (user nice system idle iowait irq softirq, in
+# USER_HZ ticks of 10 ms).
+cpu_snap() { awk '$1 == "cpu" { print $2, $3, $4, $5, $6, $7, $8; exit }' /proc/stat; }
+
+# cpu_split WHAT BEFORE: one INFO line, where the guest's CPU went since BEFORE (a cpu_snap):
+# user, system, softirq (IPVS's estimator timer runs there), idle, in ms.
+cpu_split() {
+    echo "$2 $(cpu_snap)" | awk -v what="$1" '{
+        printf "INFO %s: guest CPU user %d ms, system %d ms, softirq %d ms, irq %d ms, idle %d ms\n",
+               what, ($8 + $9 - $1 - $2) * 10, ($10 - $3) * 10, ($14 - $7) * 10, ($13 - $6) * 10,
+               ($11 + $12 - $4 - $5) * 10 }'
+}
+
+# proc_cpu PID: "utime_ms stime_ms" of PID (from /proc/PID/stat, USER_HZ 100).
+proc_cpu() { sed 's/.*) //' /proc/$1/stat | awk '{ print $12 * 10, $13 * 10 }'; }
+
 # rss: the daemon's peak RSS (kB) now.
 rss() { probe proc $IPVS_PID | cut -d' ' -f1; }
 
@@ -151,7 +169,9 @@ run_item() {
     t0=$(probe now); load_etcd $d || { bad "$s: etcd loaded"; stop_etcd; return 1; }
     echo "INFO $s x $BPS: etcdctl txn loaded $(cat $d/txn.* | grep -c '^put') keys in $(($(probe now) - t0)) ms"
     if [ "$kind" = main ]; then
+        cpu0=$(cpu_snap)
         timed RESTORE_MS "ipvsadm -R < $d/rules"
+        cpu_split "$s x $BPS ipvsadm -R" "$cpu0"
         [ "$TIMED_RC" = 0 ] && ok "$s: ipvsadm -R" || bad "$s: ipvsadm -R exit $TIMED_RC"
         check_table "$s"
         ipvsadm -C
