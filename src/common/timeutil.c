@@ -60,6 +60,13 @@ int64_t clock_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t clock_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 void backoff_init(backoff *b, int64_t min_ms, int64_t max_ms)
 {
     b->min_ms = min_ms > 0 ? min_ms : 1;

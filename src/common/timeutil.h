@@ -10,6 +10,8 @@ int duration_parse(const char *s, int64_t *ms_out);
 
 /* Milliseconds on CLOCK_MONOTONIC. */
 int64_t clock_now_ms(void);
+/* Microseconds on CLOCK_MONOTONIC (for summing many short phases). */
+int64_t clock_now_us(void);
 
 /* Capped exponential backoff with jitter: each delay is uniformly random in
  * [cur/2, cur], and cur doubles up to max_ms. backoff_reset() after a success. */

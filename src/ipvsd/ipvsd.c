@@ -182,9 +182,11 @@ static void drain_check(ipvsd *d)
 /* The full pass is over: log it, and run what waited for it. */
 static void full_end(ipvsd *d)
 {
-    char extra[96];
-    snprintf(extra, sizeof extra, " slices=%zu longest_slice_ms=%lld", d->full_slices,
-             (long long)d->full_longest_ms);
+    char extra[160];
+    snprintf(extra, sizeof extra, " slices=%zu longest_slice_ms=%lld compute_ms=%lld"
+             " kernel_ms=%lld save_ms=%lld", d->full_slices, (long long)d->full_longest_ms,
+             (long long)(d->full_compute_us / 1000), (long long)(d->full_res.kernel_us / 1000),
+             (long long)(d->full_res.save_us / 1000));
     log_result("full", d->full_why, &d->full_res, clock_now_ms() - d->full_t0, extra);
     ipvsd_metrics_pass(d, "full", &d->full_res, clock_now_ms() - d->full_t0);
     if (strcmp(d->full_why, "resync") == 0 && reconcile_result_changes(&d->full_res))
@@ -211,10 +213,12 @@ static int full_step(ipvsd *d)
     if (end > d->full_names.n)
         end = d->full_names.n;
     int rc = 0;
+    int64_t t0 = clock_now_us();
     for (; rc == 0 && d->full_next < end; d->full_next++)
         if (lb_compute_service(d->cfg, d->full_names.v[d->full_next], &one) < 0 ||
             lb_table_take(&part, &one) < 0)
             rc = -ENOMEM;
+    d->full_compute_us += clock_now_us() - t0;
     if (rc == 0) {
         log_lb_warnings(d, &part);
         rc = reconcile_full_add(d->rec, &part, &d->full_res);
@@ -260,6 +264,7 @@ void ipvsd_pass_full(ipvsd *d, const char *why)
     }
     d->full_t0 = clock_now_ms();
     d->full_slices = 0;
+    d->full_compute_us = 0;
     snprintf(d->full_why, sizeof d->full_why, "%s", why);
     d->full_res = result_for(d);
     nameset_clear(&d->dirty);

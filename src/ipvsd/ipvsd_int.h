@@ -81,6 +81,7 @@ typedef struct ipvsd {
     reconcile_result full_res;
     char full_why[32];
     int64_t full_t0, full_longest_ms;
+    int64_t full_compute_us;  /* time the full pass spent computing its services */
     size_t full_slices;
     bool full_again;        /* another full pass was asked for while it ran */
     struct ipvsd_metrics *metrics; /* --metrics-listen; NULL when off */

@@ -225,14 +225,17 @@ static int dest_sort_cmp(const void *a, const void *b, void *svc)
     return ipvs_dest_cmp(svc, a, b);
 }
 
-/* Make m know its dests: dump them from the kernel when it does not. 0 or -errno (err). */
-static int mentry_load_dests(reconcile *r, mentry *m, struct ipvs_err *err)
+/* Make m know its dests: dump them from the kernel when it does not (the time it took is
+ * added to *kernel_us). 0 or -errno (err). */
+static int mentry_load_dests(reconcile *r, mentry *m, struct ipvs_err *err, int64_t *kernel_us)
 {
     if (m->dests_known)
         return 0;
     struct ipvs_dest *dests = NULL;
     size_t n = 0;
+    int64_t t0 = clock_now_us();
     int rc = r->kernel.dump_dests(r->kernel.self, &m->svc, &dests, &n, err);
+    *kernel_us += clock_now_us() - t0;
     if (rc < 0)
         return rc;
     mdest *md = malloc((n ? n : 1) * sizeof *md);
@@ -358,7 +361,9 @@ static int flush_ops(reconcile *r, reconcile_result *res)
     int rc = 0;
     if (b->n) {
         struct ipvs_err err = {0};
+        int64_t t0 = clock_now_us();
         rc = r->kernel.apply(r->kernel.self, b->ops, b->n, &err);
+        res->kernel_us += clock_now_us() - t0;
         if (rc < 0) {
             snprintf(res->error, sizeof res->error, "%s", err.msg);
             r->needs_full = true;
@@ -395,7 +400,10 @@ static int save_owned(reconcile *r, bool force, reconcile_result *res)
     if (!r->owned_dirty || (!force && now - r->saved_ms < SAVE_EVERY_MS))
         return 0;
     r->saved_ms = now;
-    return state_save(r, res->error, sizeof res->error);
+    int64_t t0 = clock_now_us();
+    int rc = state_save(r, res->error, sizeof res->error);
+    res->save_us += clock_now_us() - t0;
+    return rc;
 }
 
 /* ---- diff ---- */
@@ -501,7 +509,7 @@ static int diff_service(reconcile *r, const lb_service *s, reconcile_result *res
     svc_id_of(&svc, &id);
     mentry *m = mirror_get(r, &id);
     struct ipvs_err err = {0};
-    int rc = m ? mentry_load_dests(r, m, &err) : 0;
+    int rc = m ? mentry_load_dests(r, m, &err, &res->kernel_us) : 0;
     if (rc < 0) {
         snprintf(res->error, sizeof res->error, "dump of %s: %s",
                  ipvs_service_str(&svc, (char[96]){0}, 96), err.msg);
@@ -770,7 +778,9 @@ static int mirror_load_services(reconcile *r, reconcile_result *res)
     struct ipvs_service *svcs = NULL;
     size_t n = 0;
     struct ipvs_err err = {0};
+    int64_t t0 = clock_now_us();
     int rc = r->kernel.dump_services(r->kernel.self, &svcs, &n, &err);
+    res->kernel_us += clock_now_us() - t0;
     if (rc < 0) {
         snprintf(res->error, sizeof res->error, "dump: %s", err.msg);
         return rc;

@@ -36,6 +36,8 @@ typedef struct reconcile_result {
     size_t sent;      /* ops sent */
     size_t failed;    /* ops the kernel refused (the op shows the error) */
     size_t surprises; /* ops whose answer showed the mirror was wrong (EEXIST, ENOENT) */
+    int64_t kernel_us; /* time spent in exchanges with the kernel (ops and their ACKs, dumps) */
+    int64_t save_us;   /* time spent writing the state file */
     reconcile_op_fn on_op;
     void *ctx;
     char error[320];  /* set when the pass as a whole failed */

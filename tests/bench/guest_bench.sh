@@ -12,6 +12,11 @@
 #                 the event loop's longest busy stretch during the resync, P2 latency (big)
 #        growth:  cold sync and resync only (per-destination cost)
 #        latency: P2 latency only (the small table)
+# Each item runs in a network namespace of its own, and ipvsadm -R in another: IPVS state is per
+# namespace, and Linux keeps deleted dests in a per-namespace trash for ~3 minutes, which every
+# dest add walks (ip_vs_trash_get_dest: a list), so a table added right after `ipvsadm -C` of
+# another costs O(trash) per dest. Each figure is thus taken on a kernel that never held a table,
+# as on a freshly booted host; the trash cost is measured apart (INFO, ipvsadm -R after -C).
 # Cold sync is done when the daemon logs its first summary line (msg="reconciled" pass=full
 # scope=start); the kernel table is then counted with ipvsadm -Sn. Times come from the daemon's
 # log timestamps (ms) and guest_bench_probe's clock (the same wall clock).
@@ -25,6 +30,7 @@ MSG_START='msg="reconciled" pass=full scope=start'
 MSG_HUP='msg="reconciled" pass=full scope=sighup'
 export ETCDCTL_API=3
 probe() { /vm/guest_bench_probe "$@"; }
+IP=/bin/ip    # iproute2 (busybox ip has no netns)
 
 ok() { PASS=$((PASS + 1)); echo "ok   $1"; }
 bad() { FAIL=$((FAIL + 1)); echo "FAIL $1"; }
@@ -79,20 +85,23 @@ wait_line() { probe wait-log "$1" "$2" "$3" $WAIT_S; }
 
 # cold_sync S LOG: start the daemon on an empty kernel table; sets COLD_MS, KERNEL_MS.
 cold_sync() {
-    t0=$(probe now)
+    t0=$(probe now) cpu0=$(cpu_snap)
     start_ipvs "$2" info
     set -- "$1" "$2" "$(wait_line "$2" 0 "$MSG_START")" "$(wait_line "$2" 0 'msg="etcd read"')"
     end=${3% *} read_ts=${4% *}
     [ -n "$end" ] && [ -n "$read_ts" ] || { bad "$1: cold sync finished"; tail -n 5 "$2"; return 1; }
     COLD_MS=$((end - t0)) KERNEL_MS=$((end - read_ts))
+    cpu_split "$1x$BPS cold sync" "$cpu0"
+    echo "INFO $1x$BPS cold sync: daemon CPU user/system ms $(proc_cpu $IPVS_PID)"
     grep "$MSG_START" "$2" | sed 's/^/  /'
     echo "INFO $1x$BPS cold sync ${COLD_MS} ms (daemon start -> its first summary line), of which" \
          "${KERNEL_MS} ms after its etcd read (compute + diff + kernel programming)"
 }
 
-# check_table S: ipvsadm -Sn of the table (timed: DUMP_MS) has S x (1 + BPS) rules.
+# check_table S [PREFIX]: ipvsadm -Sn of the table (timed: DUMP_MS) has S x (1 + BPS) rules;
+# PREFIX runs ipvsadm elsewhere (ip netns exec NS).
 check_table() {
-    timed DUMP_MS 'ipvsadm -Sn > /tmp/dump'
+    timed DUMP_MS "${2:-} ipvsadm -Sn > /tmp/dump"
     n=$(wc -l < /tmp/dump) want=$(($1 * (1 + BPS)))
     if [ "$n" = "$want" ]; then ok "$1: kernel table has all $want rules (ipvsadm -Sn count)"
     else bad "$1: kernel table has $n rules, want $want"; fi
@@ -140,8 +149,45 @@ latency() {
     echo "INFO $1x$BPS one backend change, etcd Put response -> seen in the kernel (probe over netlink): $out"
 }
 
+# cpu_snap: the guest's cpu line of /proc/stat (user nice system idle iowait irq softirq, in
+# USER_HZ ticks of 10 ms).
+cpu_snap() { awk '$1 == "cpu" { print $2, $3, $4, $5, $6, $7, $8; exit }' /proc/stat; }
+
+# cpu_split WHAT BEFORE: one INFO line, where the guest's CPU went since BEFORE (a cpu_snap):
+# user, system, softirq (IPVS's estimator timer runs there), idle, in ms.
+cpu_split() {
+    echo "$2 $(cpu_snap)" | awk -v what="$1" '{
+        printf "INFO %s: guest CPU user %d ms, system %d ms, softirq %d ms, irq %d ms, idle %d ms\n",
+               what, ($8 + $9 - $1 - $2) * 10, ($10 - $3) * 10, ($14 - $7) * 10, ($13 - $6) * 10,
+               ($11 + $12 - $4 - $5) * 10 }'
+}
+
+# proc_cpu PID: "utime_ms stime_ms" of PID (from /proc/PID/stat, USER_HZ 100).
+proc_cpu() { sed 's/.*) //' /proc/$1/stat | awk '{ print $12 * 10, $13 * 10 }'; }
+
 # rss: the daemon's peak RSS (kB) now.
 rss() { probe proc $IPVS_PID | cut -d' ' -f1; }
+
+# reference S DIR: ipvsadm -R of DIR's rules in a namespace of its own (sets RESTORE_MS), then
+# once more right after ipvsadm -C there (INFO: the cost of the kernel's dest trash).
+reference() {
+    ns="ref$1"
+    $IP netns add $ns && $IP netns exec $ns $IP link set lo up ||  # lo: its local table
+        { bad "$1: namespace for ipvsadm -R"; return 1; }               # makes dests unicast
+    cpu0=$(cpu_snap)
+    timed RESTORE_MS "$IP netns exec $ns ipvsadm -R < $2/rules"
+    cpu_split "$1x$BPS ipvsadm -R" "$cpu0"
+    [ "$TIMED_RC" = 0 ] && ok "$1: ipvsadm -R" || bad "$1: ipvsadm -R exit $TIMED_RC"
+    check_table "$1" "$IP netns exec $ns"
+    $IP netns exec $ns ipvsadm -C
+    if [ "$1" -le 5000 ]; then     # O(dests^2): too long in TCG beyond that
+        timed TRASH_MS "$IP netns exec $ns ipvsadm -R < $2/rules"
+        echo "INFO $1x$BPS ipvsadm -R ${RESTORE_MS} ms on a fresh namespace; ${TRASH_MS} ms right" \
+             "after ipvsadm -C of the same table ($(($1 * BPS)) dests in the kernel's dest trash)"
+        $IP netns exec $ns ipvsadm -C
+    fi
+    $IP netns del $ns
+}
 
 run_item() {
     s=${1%:*} kind=${1#*:} d=/vm/data/${1%:*}
@@ -150,12 +196,7 @@ run_item() {
     fresh_etcd || { bad "$s: etcd started"; return 1; }
     t0=$(probe now); load_etcd $d || { bad "$s: etcd loaded"; stop_etcd; return 1; }
     echo "INFO $s x $BPS: etcdctl txn loaded $(cat $d/txn.* | grep -c '^put') keys in $(($(probe now) - t0)) ms"
-    if [ "$kind" = main ]; then
-        timed RESTORE_MS "ipvsadm -R < $d/rules"
-        [ "$TIMED_RC" = 0 ] && ok "$s: ipvsadm -R" || bad "$s: ipvsadm -R exit $TIMED_RC"
-        check_table "$s"
-        ipvsadm -C
-    fi
+    [ "$kind" = main ] && reference "$s" "$d"
     if cold_sync "$s" /tmp/ipvs-$s.log; then
         check_table "$s"
         echo "INFO $s x $BPS: daemon peak RSS $(rss) kB in the VM after the cold sync"
@@ -180,7 +221,25 @@ run_item() {
     stop_etcd
 }
 
-for item in "$@"; do run_item "$item"; done
-ipvsadm -C
+# One item in the current namespace (a fresh one: see the header); ends with its counts.
+if [ "$1" = --item ]; then
+    $IP link set lo up
+    run_item "$2"
+    ipvsadm -C
+    echo "ITEM_COUNTS $PASS $FAIL"
+    exit 0
+fi
+
+n=0
+for item in "$@"; do
+    n=$((n + 1))
+    $IP netns add item$n || { bad "$item: namespace"; continue; }
+    $IP netns exec item$n sh "$0" "$BPS" "$SAMPLES" --item "$item" 2>&1 | tee /tmp/item.out |
+        grep -v '^ITEM_COUNTS '
+    counts=$(sed -n 's/^ITEM_COUNTS //p' /tmp/item.out)
+    [ -n "$counts" ] || { bad "$item: ran to its end"; counts="0 0"; }
+    PASS=$((PASS + ${counts% *})) FAIL=$((FAIL + ${counts#* }))
+    $IP netns del item$n
+done
 echo "guest_bench: $PASS passed, $FAIL failed, 0 skipped"
 [ $FAIL = 0 ]
