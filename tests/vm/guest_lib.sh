@@ -11,12 +11,14 @@
 # into the IPVS table (ipvsadm -S -n, sorted). Backend bJ of sK is 10.3.J.(10K+J):8080; route
 # "dr" makes 10.3.1.0/24 droute, "tun" makes 10.3.2.0/24 tunnel (both then carry the
 # frontend's port 80); 10.3.3.0/24 is always masq.
-# With CHURN_OPS=26 (default 20: the plain churn above) the writer also writes invalid values
-# (bad JSON, a port out of range, a scheduler name the config rejects, a weight out of range,
-# a bad address) and conflicts: service cK (it sorts before sK) claims sK's VIP, with its own
-# backends bJ at 10.3.J.(10K+J+5). Per SPEC (JSON rules): an invalid value never takes down what
+# With CHURN_OPS=23 (default 20: the plain churn above) the writer also writes conflicts:
+# service cK (it sorts before sK) claims sK's VIP, with its own backends bJ at
+# 10.3.J.(10K+J+5); with CHURN_OPS=26 also invalid values (bad JSON, a port out of range, a
+# scheduler name the config rejects, a weight out of range, a bad address). Per SPEC (JSON rules): an invalid value never takes down what
 # is serving -- the key's last valid value stays in force, a key without one gives no rule --
-# so an invalid put leaves the model as it is. Per SPEC (section 3): of two services with the
+# so an invalid put leaves the model as it is. (A cold start -- a daemon restarted, or
+# clusterfctl once the history is compacted -- does not know that last valid value: heal the
+# invalid keys before those; see guest_soak.sh.) Per SPEC (section 3): of two services with the
 # same VIP:port the name that sorts first wins; the other gives no rule.
 
 ok() { PASS=$((PASS + 1)); echo "ok   $1"; }
@@ -113,9 +115,9 @@ random_change() {
         gw_del_dir /clusterf/services/s$k/
         model_del "svc s$k "; model_del "be s$k "; WHAT="delete service s$k"
     elif [ $op -lt 23 ]; then
-        invalid_change
-    else
         conflict_change
+    else
+        invalid_change
     fi
 }
 
