@@ -275,7 +275,7 @@ scenario_compaction() {
 
 # --- scenario 4: kernel drift by hand during churn; foreign services never touched.
 # hand_edit: one random ipvsadm change to a clusterf service or destination in the kernel.
-HAND=0
+HAND=0 LAST_EDITS=
 hand_edit() {
     kernel_table > /tmp/k.tab
     n=$(wc -l < /tmp/k.tab); [ $n -gt 0 ] || return 0
@@ -287,7 +287,7 @@ hand_edit() {
         "-A 1") ipvsadm -E -t $3 -s sh;;
         "-a 0") ipvsadm -d -t $3 -r $5;;
         *) ipvsadm -e -t $3 -r $5 $6 -w 99;;
-    esac 2>/dev/null && HAND=$((HAND + 1))
+    esac 2>/dev/null && HAND=$((HAND + 1)) && LAST_EDITS="$LAST_EDITS|$1/$R $3 ${5:-}"
 }
 scenario_drift() {
     heal_invalid    # the restart below is a cold start: stale values would be dropped
@@ -307,13 +307,16 @@ scenario_drift() {
         [ "$(foreign_table)" = "$foreign" ] || touched=$((touched + 1))
         c=$((c + 1))
     done
-    hand_edit; hand_edit
-    t0=$(now_cs)
+    LAST_EDITS=; hand_edit; hand_edit
+    t0=$(now_cs) mark=$(wc -l < $LOG)
+    echo "  last hand edits (kind/variant service dest): ${LAST_EDITS#|}"
     if checkpoint "drift: after the writer stopped, repaired" 120; then
         took=$(( $(now_cs) - t0 ))
         ok "drift: after $DRIFT_CHANGES changes and $HAND hand edits the table is repaired"
         echo "MEASURE soak drift: repaired $(cs_to_s $took) s after the writer stopped (resync period 5 s);" \
             "$(( $(grep -c 'msg="drift repaired"' $LOG) - repaired )) resyncs repaired drift, $HAND hand edits"
+        echo "  the daemon's passes since the last hand edits:"
+        tail -n +$((mark + 1)) $LOG | grep 'pass=' | cut -c1-220 | sed 's/^/    /'
     fi
     [ "$(foreign_table)" = "$foreign" ] || touched=$((touched + 1))
     check "drift: the foreign services were never touched (checked after each of $DRIFT_CHANGES changes and at the end)" \
@@ -326,10 +329,10 @@ scenario_drift() {
 ok_start=1
 ( etcd_cmd ) &
 ETCD_PID=$!
-wait_etcd 60 || { echo "etcd did not start"; tail -n 20 /tmp/etcd.log; ok_start=0; }
+wait_etcd 120 || { echo "etcd did not start"; tail -n 20 /tmp/etcd.log; ok_start=0; }
 if [ $ok_start = 1 ]; then
     ok "etcd: healthy"
-    : > $LOG
+    : > $LOG; : > $M
     for scen in churn compaction drift; do
         want $scen || continue
         echo "== $scen (VM uptime $(cs_to_s $(now_cs)) s)"
