@@ -23,9 +23,7 @@ EP_ALL=http://10.99.1.254:2379,http://10.99.2.254:2379,http://10.99.3.254:2379
 WRITE_EP=$EP_ALL        # the writer's endpoints (without a member that is down)
 export ETCDCTL_API=3
 
-ok() { PASS=$((PASS + 1)); echo "ok   $1"; }
-bad() { FAIL=$((FAIL + 1)); echo "FAIL $1"; }
-check() { name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
+. /vm/guest_lib.sh   # ok, bad, check, now_cs, the churn writer (tests/vm/guest_lib.sh)
 # wait_for NAME SECONDS CMD...: pass when CMD succeeds within SECONDS.
 wait_for() {
     name=$1 limit=$(($2 * 5)); shift 2
@@ -38,9 +36,6 @@ wait_for() {
 }
 want() { [ -z "$FILTER" ] || case "$1" in *"$FILTER"*) return 0;; *) return 1;; esac; }
 ec() { etcdctl --endpoints=$WRITE_EP --command-timeout=30s "$@" > /dev/null; }
-# now_cs: monotonic time in centiseconds (/proc/uptime).
-# (uptime is well above 1 s here: no leading zero to read as octal)
-now_cs() { read up _ < /proc/uptime; echo "${up%.*}${up#*.}"; }
 
 # --- network: root routes between fN (10.99.N.0/24), the backends (10.9.M.0/24) and, through
 # fN, fN's client namespace cN (10.8.N.0/24). The VIP 10.10.10.10 is on a dummy in every fN.
@@ -208,91 +203,8 @@ scenario_drain() {
         "for n in $FRONTENDS; do [ -z \"\$($IP netns exec f\$n ipvsadm -S -n)\" ] || exit 1; done"
 }
 
-# --- churn: random changes to services s1..s4 (VIP 10.20.0.K:80), their backends b1..b3,
-# weights, schedulers and two routes. The writer speaks etcd's JSON gateway (/v3/kv/put,
-# /v3/kv/deleterange) with busybox wget -- an etcdctl process costs about a second in the
-# emulated guest -- to the members in turn (never to one that is down). The model of what
-# etcd holds is /tmp/model ("svc K SCHED", "be K J WEIGHT", "route R" lines); expected_table
-# turns it into the IPVS table (ipvsadm -S -n, sorted). Backend bJ of sK is
-# 10.3.J.(10K+J):8080; route "dr" makes 10.3.1.0/24 droute, "tun" makes 10.3.2.0/24 tunnel
-# (both then carry the frontend's port 80); 10.3.3.0/24 is always masq.
-M=/tmp/model
-# rnd N: R = a pseudo-random number in 0..N-1 (a linear congruential generator on SEED).
-rnd() { SEED=$(( (SEED * 1103515245 + 12345) % 2147483648 )); R=$(( (SEED / 65536) % $1 )); }
-b64() { printf '%s' "$1" | base64 | tr -d '\n'; }
-# gw POST-PATH JSON: one gateway call to member $WRITER, retried like any etcd client does
-# while the cluster has no leader (a member killed: the others answer 503 until they elect
-# one); fails after 30 s of errors. Puts and range deletes are idempotent, so a retry of one
-# that did land changes nothing.
-gw() {
-    gw_tries=0
-    until wget -q -O /dev/null --header 'Content-Type: application/json' --post-data "$2" \
-            http://10.99.$WRITER.254:2379$1; do
-        gw_tries=$((gw_tries + 1))
-        [ $gw_tries -ge 60 ] && { bad "churn: gateway $1 on m$WRITER failed 60 times in 30 s"; return 1; }
-        sleep 0.5
-    done
-    [ $gw_tries = 0 ] || echo "  (gateway $1 on m$WRITER answered after $gw_tries retries)"
-}
-gw_put() { gw /v3/kv/put "{\"key\":\"$(b64 "$1")\",\"value\":\"$(b64 "$2")\"}"; }
-gw_del() { gw /v3/kv/deleterange "{\"key\":\"$(b64 "$1")\"}"; }
-# gw_del_dir DIR/: every key under DIR/ (the range [DIR/, DIR0): '0' follows '/').
-gw_del_dir() { gw /v3/kv/deleterange "{\"key\":\"$(b64 "$1")\",\"range_end\":\"$(b64 "${1%/}0")\"}"; }
-# model_del PATTERN: drop the model lines starting with PATTERN (a regex).
-# model_set KEY VALUE: the model line "KEY VALUE" ("svc K", "be K J") replaces KEY's old one.
-model_del() { grep -v "^$1" $M > $M.new; mv $M.new $M; }
-model_set() { model_del "$1 "; echo "$1 $2" >> $M; }
-
-expected_table() {
-    awk '$1 == "svc" { svc[$2] = $3 } $1 == "be" { be[$2 " " $3] = $4 } $1 == "route" { rt[$2] = 1 }
-    END {
-        for (k in svc) print "-A -t 10.20.0." k ":80 -s " svc[k]
-        for (kj in be) {
-            split(kj, f, " "); k = f[1]; j = f[2]
-            if (!(k in svc)) continue
-            port = 8080; meth = "-m"; tail = ""
-            if (j == 1 && ("dr" in rt)) { port = 80; meth = "-g" }
-            if (j == 2 && ("tun" in rt)) { port = 80; meth = "-i"; tail = " --tun-type ipip" }
-            print "-a -t 10.20.0." k ":80 -r 10.3." j "." (10 * k + j) ":" port " " meth " -w " be[kj] tail
-        }
-    }' $M | sort
-}
-
-# random_change: one random etcd write, mirrored in the model; WHAT says what it did. A
-# service without a frontend mostly gets one first (else most writes would change nothing).
-random_change() {
-    rnd 20; op=$R; rnd 4; k=$((R + 1)); rnd 3; j=$((R + 1))
-    be=/clusterf/services/s$k/backends/b$j addr=10.3.$j.$((10 * k + j))
-    if ! grep -q "^svc $k " $M; then rnd 4; [ $R = 0 ] || op=0; fi
-    if [ $op -lt 3 ]; then
-        rnd 2; s=wlc; [ $R = 1 ] && s=rr
-        gw_put /clusterf/services/s$k/frontend "{\"ipv4\":\"10.20.0.$k\",\"tcp\":80,\"scheduler\":\"$s\"}"
-        model_set "svc $k" $s; WHAT="frontend s$k $s"
-    elif [ $op -lt 13 ]; then
-        rnd 21; w=$R
-        if [ $w = 20 ]; then   # no weight field: the default, 10
-            gw_put $be "{\"ipv4\":\"$addr\",\"tcp\":8080}"; w=10
-        else
-            gw_put $be "{\"ipv4\":\"$addr\",\"tcp\":8080,\"weight\":$w}"
-        fi
-        model_set "be $k $j" $w; WHAT="backend s$k/b$j weight $w"
-    elif [ $op -lt 16 ]; then
-        gw_del $be
-        model_del "be $k $j "; WHAT="delete s$k/b$j"
-    elif [ $op -lt 19 ]; then
-        rnd 2
-        if [ $R = 0 ]; then r=dr pfx=10.3.1.0/24 meth=droute; else r=tun pfx=10.3.2.0/24 meth=tunnel; fi
-        if grep -q "^route $r$" $M; then
-            gw_del /clusterf/routes/$r; model_del "route $r$"; WHAT="delete route $r"
-        else
-            gw_put /clusterf/routes/$r "{\"Prefix4\":\"$pfx\",\"IpvsMethod\":\"$meth\"}"
-            echo "route $r" >> $M; WHAT="route $r $meth"
-        fi
-    else
-        gw_del_dir /clusterf/services/s$k/
-        model_del "svc $k "; model_del "be $k "; WHAT="delete service s$k"
-    fi
-}
+# --- churn: random changes (random_change of guest_lib.sh: services s1..s4, backends, weights,
+# schedulers, two routes), written to the members in turn (never to one that is down).
 
 # converge "N..." CAP: wait up to CAP seconds for each listed frontend's table to equal
 # $want_tab; sets LAST_CS to the centiseconds from $T0 until the last one did; 1 on timeout.
@@ -310,10 +222,6 @@ converge() {
         sleep 0.25   # the poll shares the one emulated CPU with the daemons and etcd
     done
 }
-
-# percentile P FILE: the P-th percentile (nearest rank) of the numbers in FILE.
-percentile() { sort -n "$2" | awk -v p=$1 '{ v[NR] = $1 } END { r = int((p * NR + 99) / 100); if (r < 1) r = 1; print v[r] }'; }
-cs_to_s() { printf '%d.%02d' $(($1 / 100)) $(($1 % 100)); }
 
 scenario_churn() {
     ec del --prefix /clusterf/
@@ -343,6 +251,7 @@ scenario_churn() {
             WRITE_EP=$EP_ALL m3_down=0
         fi
         WRITER=$((c % 3 + 1)); [ $WRITER = 3 ] && [ $m3_down = 1 ] && WRITER=1
+        GW_URL=http://10.99.$WRITER.254:2379
         before=$want_tab
         random_change
         T0=$(now_cs)
