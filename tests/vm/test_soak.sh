@@ -11,7 +11,7 @@
 # CLUSTERF_SOAK_COMPACT_CHANGES, CLUSTERF_SOAK_CHECK_EVERY, CLUSTERF_SOAK_SEED (see the guest).
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
-if [ "${CLUSTERF_SOAK:-0}" = 1 ]; then changes=10000 drift=1000; else changes=300 drift=100; fi
+if [ "${CLUSTERF_SOAK:-0}" = 1 ]; then changes=10000 drift=1000; else changes=150 drift=60; fi
 changes=${CLUSTERF_SOAK_CHANGES:-$changes}
 drift=${CLUSTERF_SOAK_DRIFT_CHANGES:-$drift}
 exec tests/vm/run-guest test_soak tests/vm/guest_soak.sh \
