@@ -575,6 +575,8 @@ static named *names_upsert(reconcile *r, const char *name)
     if (nm)
         return nm;
     nm = calloc(1, sizeof *nm);
+    if (nm)
+        nm->pass = r->pass;
     if (!nm || !(nm->name = strdup(name)) ||
         bytemap_put(&r->names, nm->name, strlen(nm->name), nm) < 0) {
         named_free(nm);
@@ -584,10 +586,16 @@ static named *names_upsert(reconcile *r, const char *name)
 }
 
 /* Record that s's owner desires s. The claim moves to the owner even if another name held
- * it (that name lost the key). 0 or -ENOMEM. */
+ * it (that name lost the key). In a full pass, a name's first claim starts its list anew
+ * (entries and claims are reused, not rebuilt: a resync allocates nothing for them).
+ * 0 or -ENOMEM. */
 static int names_claim(reconcile *r, const lb_service *s)
 {
     named *nm = names_upsert(r, s->owner);
+    if (nm && r->full && nm->pass != r->pass) {
+        nm->n = 0;
+        nm->pass = r->pass;
+    }
     if (!nm || vec_grow((void **)&nm->ids, &nm->cap, nm->n + 1, sizeof *nm->ids) < 0)
         return -ENOMEM;
     struct ipvs_service svc;
@@ -597,16 +605,49 @@ static int names_claim(reconcile *r, const lb_service *s)
     claim *c = bytemap_get(&r->claims, id, sizeof *id);
     if (c) {
         c->by = nm;
+        c->pass = r->pass;
         return 0;
     }
     if (!(c = malloc(sizeof *c)))
         return -ENOMEM;
     c->id = *id;
     c->by = nm;
+    c->pass = r->pass;
     if (bytemap_put(&r->claims, &c->id, sizeof c->id, c) < 0) {
         free(c);
         return -ENOMEM;
     }
+    return 0;
+}
+
+/* At the end of a full pass: drop the claims and names it did not stamp (given up since the
+ * last one), so they are the desired set. 0 or -ENOMEM. */
+static int names_sweep(reconcile *r)
+{
+    svc_id *ids = NULL;
+    named **gone = NULL;
+    size_t n = 0, n_gone = 0, pos = 0;
+    bytemap_entry *e = NULL;
+    if ((r->claims.n && !(ids = malloc(r->claims.n * sizeof *ids))) ||
+        (r->names.n && !(gone = malloc(r->names.n * sizeof *gone)))) {
+        free(ids);
+        return -ENOMEM;
+    }
+    while (bytemap_next(&r->claims, &pos, &e))
+        if (((claim *)e->val)->pass != r->pass)
+            ids[n++] = ((claim *)e->val)->id;
+    for (size_t i = 0; i < n; i++)
+        free(bytemap_del(&r->claims, &ids[i], sizeof ids[i]));
+    pos = 0, e = NULL;
+    while (bytemap_next(&r->names, &pos, &e))
+        if (((named *)e->val)->pass != r->pass)
+            gone[n_gone++] = e->val;
+    for (size_t i = 0; i < n_gone; i++) {
+        bytemap_del(&r->names, gone[i]->name, strlen(gone[i]->name));
+        named_free(gone[i]);
+    }
+    free(ids);
+    free(gone);
     return 0;
 }
 
@@ -791,8 +832,9 @@ int reconcile_full_begin(reconcile *r, reconcile_result *res)
     if (rc < 0)
         return rc;
     r->needs_full = false;
-    /* Claims are rebuilt from what the pass is given: at its end they are the desired set. */
-    names_clear(r);
+    /* Claims are restamped from what the pass is given; at its end the ones it did not stamp
+     * are dropped, so they are the desired set. */
+    r->pass++;
     r->full = true;
     return 0;
 }
@@ -819,7 +861,9 @@ int reconcile_full_end(reconcile *r, reconcile_result *res)
 {
     if (!r->full)
         return fail(res, -EINVAL);
-    int rc = delete_unclaimed(r, res);
+    int rc = names_sweep(r);
+    if (rc == 0)
+        rc = delete_unclaimed(r, res);
     if (rc == 0)
         rc = forget_vanished(r);
     if (rc == 0)

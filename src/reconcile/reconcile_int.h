@@ -51,12 +51,14 @@ typedef struct named {
     char *name;
     svc_id *ids;
     size_t n, cap;
+    uint64_t pass; /* the full pass that last set ids (reconcile.pass) */
 } named;
 
 /* Which clusterf service last desired an IPVS service (the key is id). */
 typedef struct claim {
     svc_id id;
     named *by;
+    uint64_t pass; /* the full pass that last claimed it; older ones are dropped at its end */
 } claim;
 
 struct reconcile {
@@ -71,6 +73,7 @@ struct reconcile {
     int64_t (*now_ms)(void); /* monotonic clock (tests set their own) */
     struct ipvs_batch batch; /* ops not sent yet (bounded: see BATCH_OPS) */
     bool full;               /* a sliced full pass runs (begin done, end not yet) */
+    uint64_t pass;           /* count of full passes begun: names and claims are stamped with it */
     int64_t saved_ms;        /* when the state file was last written (monotonic) */
     /* Owned-set changes not in the state file yet, appended to it by the next save (so a save
      * costs what changed); the file is rewritten whole when the journal grows past the set. */

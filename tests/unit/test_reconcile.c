@@ -836,6 +836,35 @@ static void test_full_pass_end_and_abort(void)
     world_close(&w);
 }
 
+/* Full passes reuse the names and claims of the one before: a service whose frontend moved
+ * between two full passes (no incremental pass in between) has its old VIP deleted at the
+ * end of the second, and an incremental pass after it sees only the new VIP as its own. */
+static void test_full_pass_restamps_claims(void)
+{
+    world w = {0};
+    world_open(&w, NULL);
+    put(&w, "services/a/frontend", "{\"ipv4\":\"10.7.0.1\",\"tcp\":80}");
+    put(&w, "services/a/backends/x", "{\"ipv4\":\"10.7.1.1\",\"tcp\":80}");
+    put(&w, "services/b/frontend", "{\"ipv4\":\"10.7.0.2\",\"tcp\":80}");
+    CHECK_INT(full(&w), 3);
+    CHECK_INT(full(&w), 0);
+    put(&w, "services/a/frontend", "{\"ipv4\":\"10.7.0.9\",\"tcp\":80}");
+    CHECK_INT(full(&w), 3); /* del 10.7.0.1; add 10.7.0.9 and its dest */
+    struct ipvs_service v1 = tcp_svc("10.7.0.1", 80), v9 = tcp_svc("10.7.0.9", 80);
+    struct ipvs_service v2 = tcp_svc("10.7.0.2", 80);
+    CHECK(!has_service(&w, &v1));
+    CHECK_INT(weight_of(&w, v9, "10.7.1.1", 80), 10);
+    CHECK(has_service(&w, &v2));
+    CHECK_INT(reconcile_owned_count(w.rec), 2);
+    put(&w, "services/a/frontend", "{\"ipv4\":\"10.7.0.1\",\"tcp\":80}");
+    incr(&w, "a");
+    CHECK_STR(last_ops, "delete-service add-service add-dest");
+    CHECK(!has_service(&w, &v9));
+    CHECK_INT(n_services(&w), 2);
+    CHECK_INT(full(&w), 0);
+    world_close(&w);
+}
+
 /* An incremental pass before any full pass (clusterf-ipvs before its first etcd read) works
  * from what the kernel holds: a dest left with another weight is edited, not re-added. */
 static void test_incremental_before_full(void)
@@ -1032,6 +1061,7 @@ int main(int argc, char **argv)
     check_run("sliced_full_pass", test_sliced_full_pass);
     check_run("incremental_adoption", test_incremental_adoption);
     check_run("full_pass_end_and_abort", test_full_pass_end_and_abort);
+    check_run("full_pass_restamps_claims", test_full_pass_restamps_claims);
     check_run("incremental_before_full", test_incremental_before_full);
     check_run("drain", test_drain);
     check_run("state_file_appends", test_state_file_appends);
