@@ -5,6 +5,7 @@
 #include "common/log.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -578,6 +579,11 @@ int ipvsd_run(const ipvsd_options *opts)
     ipvsd d = {.o = opts, .ep = -1, .sig_fd = -1, .coalesce_fd = -1, .resync_fd = -1,
                .retry_fd = -1, .inotify_fd = -1, .local_fd = -1, .drain_fd = -1};
     backoff_init(&d.retry, 200, 10000);
+    /* One malloc arena for every thread: the etcd worker's reads (the whole prefix at once)
+     * would otherwise grow an arena of their own next to the loop's, and its freed pages are
+     * not reused by the loop's table (+8 MB of peak RSS at 110k keys). The threads allocate
+     * little besides, so there is no contention to speak of. */
+    mallopt(M_ARENA_MAX, 1);
     int status = 1;
     etcd_error eerr = {0};
     etcd_client *etcd = NULL;

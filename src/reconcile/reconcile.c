@@ -738,6 +738,37 @@ static void names_settle(reconcile *r, const lb_table *t)
     r->fail_ids_lost = false;
 }
 
+/* Shrink *items (cap of them, n used) to n: an array grown op by op doubles, and at a 100k
+ * dest table the slack is megabytes. Keeps the array when realloc fails. */
+static void fit(void **items, size_t *cap, size_t n, size_t elem)
+{
+    if (*cap <= n || !n)
+        return;
+    void *p = realloc(*items, n * elem);
+    if (p) {
+        *items = p;
+        *cap = n;
+    }
+}
+
+/* After a pass over the services of t: trim their mirror dests and their names' lists. */
+static void part_fit(reconcile *r, const lb_table *t)
+{
+    for (size_t i = 0; i < t->n_services; i++) {
+        const lb_service *s = &t->services[i];
+        struct ipvs_service svc;
+        svc_id id;
+        reconcile_lb_to_ipvs_service(s, &svc);
+        svc_id_of(&svc, &id);
+        mentry *m = mirror_get(r, &id);
+        named *nm = bytemap_get(&r->names, s->owner, strlen(s->owner));
+        if (m)
+            fit((void **)&m->dests, &m->cap, m->n_dests, sizeof *m->dests);
+        if (nm)
+            fit((void **)&nm->ids, &nm->cap, nm->n, sizeof *nm->ids);
+    }
+}
+
 /* True when id is claimed by a clusterf service other than those in group (n names). */
 static bool claimed_elsewhere(const reconcile *r, const svc_id *id, const char *const *group,
                               size_t n)
@@ -941,8 +972,10 @@ int reconcile_full_add(reconcile *r, const lb_table *part, reconcile_result *res
     }
     if (rc == 0)
         rc = flush_ops(r, res);
-    if (rc == 0)
+    if (rc == 0) {
         names_settle(r, part);
+        part_fit(r, part);
+    }
     if (rc < 0)
         return full_abort(r, res, rc);
     save_owned(r, false, res); /* a failed write is reported by the last one */
@@ -1070,8 +1103,10 @@ int reconcile_services(reconcile *r, const char *const *names, size_t n_names,
         names_drop(r, names[k]);
     for (size_t i = 0; rc == 0 && i < desired->n_services; i++)
         rc = names_claim(r, &desired->services[i]);
-    if (rc == 0)
+    if (rc == 0) {
         names_settle(r, desired);
+        part_fit(r, desired);
+    }
     int src = save_owned(r, true, res);
     if (rc < 0)
         return fail(res, rc);
