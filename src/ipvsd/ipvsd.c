@@ -195,8 +195,8 @@ static void drain_check(ipvsd *d)
 static void full_end(ipvsd *d)
 {
     char extra[96];
-    snprintf(extra, sizeof extra, " slices=%zu longest_slice_ms=%lld", d->full_slices,
-             (long long)d->full_longest_ms);
+    snprintf(extra, sizeof extra, " slices=%zu longest_slice_ms=%lld kept=%zu", d->full_slices,
+             (long long)d->full_longest_ms, d->full_kept);
     log_result("full", d->full_why, &d->full_res, clock_now_ms() - d->full_t0, extra);
     ipvsd_metrics_pass(d, "full", &d->full_res, clock_now_ms() - d->full_t0);
     if (strcmp(d->full_why, "resync") == 0 && reconcile_result_changes(&d->full_res))
@@ -249,6 +249,7 @@ static int full_step(ipvsd *d)
     for (; rc == 0 && d->full_next < end; d->full_next++) {
         const char *name = d->full_names.v[d->full_next];
         int kept = full_may_keep(d, name) ? reconcile_full_keep(d->rec, name, &d->full_res) : 0;
+        d->full_kept += kept > 0;
         if (kept < 0)
             rc = kept;
         else if (!kept && (compute_service(d, name, &one) < 0 || lb_table_take(&part, &one) < 0))
@@ -302,6 +303,7 @@ void ipvsd_pass_full(ipvsd *d, const char *why)
     /* What events touched is computed by this pass; a periodic resync only checks the
      * kernel against the rest (computing them only where it drifted). */
     d->full_keep = strcmp(why, "resync") == 0;
+    d->full_kept = 0;
     nameset_clear(&d->full_dirty);
     d->full_dirty = d->dirty;
     memset(&d->dirty, 0, sizeof d->dirty);

@@ -82,6 +82,7 @@ typedef struct ipvsd {
     char full_why[32];
     int64_t full_t0, full_longest_ms;
     size_t full_slices;
+    size_t full_kept;       /* clusterf services it kept unchanged (reconcile_full_keep) */
     bool full_again;        /* another full pass was asked for while it ran */
     bool full_keep;         /* a periodic resync: untouched services are checked, not computed */
     bytemap full_dirty;     /* names events touched before it began (computed by it) */
