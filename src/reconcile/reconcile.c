@@ -56,6 +56,23 @@ void reconcile_lb_to_ipvs_dest(const lb_dest *in, struct ipvs_dest *out)
     out->weight = in->weight;
 }
 
+/* The identity of desired service s. */
+static void lb_svc_id(const lb_service *s, svc_id *out)
+{
+    struct ipvs_service svc;
+    reconcile_lb_to_ipvs_service(s, &svc);
+    svc_id_of(&svc, out);
+}
+
+/* Say in res that the dest dump of svc failed; returns rc. */
+static int dump_failed(reconcile_result *res, const struct ipvs_service *svc,
+                       const struct ipvs_err *err, int rc)
+{
+    snprintf(res->error, sizeof res->error, "dump of %s: %s",
+             ipvs_service_str(svc, (char[96]){0}, 96), err->msg);
+    return rc;
+}
+
 /* ---- the mirror ---- */
 
 static void mentry_free(mentry *m)
@@ -558,11 +575,8 @@ static int diff_service(reconcile *r, const lb_service *s, reconcile_result *res
     mentry *m = mirror_get(r, &id);
     struct ipvs_err err = {0};
     int rc = m ? mentry_load_dests(r, m, &err) : 0;
-    if (rc < 0) {
-        snprintf(res->error, sizeof res->error, "dump of %s: %s",
-                 ipvs_service_str(&svc, (char[96]){0}, 96), err.msg);
-        return rc;
-    }
+    if (rc < 0)
+        return dump_failed(res, &svc, &err, rc);
     /* A service the config names is clusterf's from now on, even if someone else made it. */
     rc = m ? owned_add(r, &id) : 0;
     if (rc == 0 && !m)
@@ -654,10 +668,8 @@ static int names_claim(reconcile *r, const lb_service *s)
     }
     if (!nm || vec_grow((void **)&nm->ids, &nm->cap, nm->n + 1, sizeof *nm->ids) < 0)
         return -ENOMEM;
-    struct ipvs_service svc;
-    reconcile_lb_to_ipvs_service(s, &svc);
     svc_id *id = &nm->ids[nm->n++];
-    svc_id_of(&svc, id);
+    lb_svc_id(s, id);
     claim *c = bytemap_get(&r->claims, id, sizeof *id);
     if (c) {
         c->by = nm;
@@ -724,10 +736,8 @@ static void names_settle(reconcile *r, const lb_table *t)
         for (size_t i = 0; i < t->n_services; i++) {
             const lb_service *s = &t->services[i];
             named *nm = bytemap_get(&r->names, s->owner, strlen(s->owner));
-            struct ipvs_service svc;
             svc_id id;
-            reconcile_lb_to_ipvs_service(s, &svc);
-            svc_id_of(&svc, &id);
+            lb_svc_id(s, &id);
             if (nm && phase == 0)
                 nm->settled = true;
             else if (nm && failed_since(r, &id))
@@ -756,10 +766,8 @@ static void part_fit(reconcile *r, const lb_table *t)
 {
     for (size_t i = 0; i < t->n_services; i++) {
         const lb_service *s = &t->services[i];
-        struct ipvs_service svc;
         svc_id id;
-        reconcile_lb_to_ipvs_service(s, &svc);
-        svc_id_of(&svc, &id);
+        lb_svc_id(s, &id);
         mentry *m = mirror_get(r, &id);
         named *nm = bytemap_get(&r->names, s->owner, strlen(s->owner));
         if (m)
@@ -866,9 +874,7 @@ static int want_build(const lb_table *desired, bytemap *want, svc_id **ids)
     if (desired->n_services && !*ids)
         return -ENOMEM;
     for (size_t i = 0; i < desired->n_services; i++) {
-        struct ipvs_service svc;
-        reconcile_lb_to_ipvs_service(&desired->services[i], &svc);
-        svc_id_of(&svc, &(*ids)[i]);
+        lb_svc_id(&desired->services[i], &(*ids)[i]);
         if (!bytemap_get(want, &(*ids)[i], sizeof **ids) &&
             bytemap_put(want, &(*ids)[i], sizeof **ids, &(*ids)[i]) < 0)
             return -ENOMEM;
@@ -1011,11 +1017,8 @@ static int mentry_verify(reconcile *r, mentry *m, bool *same, reconcile_result *
     size_t n = 0;
     struct ipvs_err err = {0};
     int rc = mentry_dump_dests(r, m, &md, &n, &err);
-    if (rc < 0) {
-        snprintf(res->error, sizeof res->error, "dump of %s: %s",
-                 ipvs_service_str(&m->svc, (char[96]){0}, 96), err.msg);
-        return rc;
-    }
+    if (rc < 0)
+        return dump_failed(res, &m->svc, &err, rc);
     *same = n == m->n_dests && mdests_same(&m->svc, m->dests, md, n);
     mentry_set_dests(r, m, md, n); /* the diff that may follow needs no second dump */
     return 0;
