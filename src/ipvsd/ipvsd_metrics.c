@@ -2,8 +2,9 @@
  * repairs and state-file writes from the loop's reconcile results, and once a second (a
  * timerfd on the loop) probes etcd through the worker, refreshes the gauges, dumps the
  * kernel's IPVS counters (only after a scrape, at most every --metrics-kernel-interval: an
- * unscraped daemon never dumps its table for them), renders the registry and
- * publishes the text and the readiness to the HTTP server (metrics/). The server's thread
+ * unscraped daemon never dumps its table for them), renders the registry (again only when
+ * scraped since the last render) and publishes the text and the readiness to the HTTP
+ * server (metrics/). The server's thread
  * only ever sees what was published, so a slow scraper never holds up a reconcile. */
 #include "ipvsd/ipvsd_int.h"
 
@@ -33,6 +34,8 @@ struct ipvsd_metrics {
     char last_fail[200];      /* why the last pass failed; "" when it succeeded */
     int64_t stats_ms;         /* last kernel stats dump; 0 = none yet */
     uint64_t stats_scrapes;   /* scrapes of /metrics as of that dump */
+    uint64_t render_scrapes;  /* scrapes of /metrics as of the last render */
+    bool rendered;            /* a text was published */
     size_t full_conflicts;    /* conflicts in the tables of the running full pass */
     struct timespec state_mtime;
 };
@@ -394,10 +397,16 @@ static void tick(ipvsd *d, struct ipvsd_metrics *m)
     const char *why = not_ready(d, m);
     bool etcd_recent = m->etcd_seen_ms && now - m->etcd_seen_ms <= d->o->ready_etcd_ms;
     metrics_set(m->reg, "clusterf_ready", "", !why[0] && etcd_recent);
+    /* Rendering costs O(series) (600k at 100k dests): only the first time and after /metrics
+     * was read since the last render (a scrape gets the text of the tick after the one
+     * before it). */
     char *text = NULL;
     size_t len = 0;
-    if (metrics_render(m->reg, &text, &len) == 0)
+    if ((!m->rendered || scrapes != m->render_scrapes) && metrics_render(m->reg, &text, &len) == 0) {
         metrics_server_publish(m->srv, text, len);
+        m->rendered = true;
+        m->render_scrapes = scrapes;
+    }
     metrics_server_set_ready(m->srv, why, m->etcd_seen_ms, d->o->ready_etcd_ms);
 }
 
