@@ -1,8 +1,10 @@
 /* ipvsd_metrics.c -- clusterf-ipvs's --metrics-listen. Counts passes, kernel ops, drift
  * repairs and state-file writes from the loop's reconcile results, and once a second (a
  * timerfd on the loop) probes etcd through the worker, refreshes the gauges, dumps the
- * kernel's IPVS counters (at most every --metrics-kernel-interval), renders the registry and
- * publishes the text and the readiness to the HTTP server (metrics/). The server's thread
+ * kernel's IPVS counters (only after a scrape, at most every --metrics-kernel-interval: an
+ * unscraped daemon never dumps its table for them), renders the registry (again only when
+ * scraped since the last render) and publishes the text and the readiness to the HTTP
+ * server (metrics/). The server's thread
  * only ever sees what was published, so a slow scraper never holds up a reconcile. */
 #include "ipvsd/ipvsd_int.h"
 
@@ -31,6 +33,9 @@ struct ipvsd_metrics {
     bool full_done;           /* a full pass completed without error */
     char last_fail[200];      /* why the last pass failed; "" when it succeeded */
     int64_t stats_ms;         /* last kernel stats dump; 0 = none yet */
+    uint64_t stats_scrapes;   /* scrapes of /metrics as of that dump */
+    uint64_t render_scrapes;  /* scrapes of /metrics as of the last render */
+    bool rendered;            /* a text was published */
     size_t full_conflicts;    /* conflicts in the tables of the running full pass */
     struct timespec state_mtime;
 };
@@ -314,6 +319,8 @@ static void kernel_stats(ipvsd *d, struct ipvsd_metrics *m)
         }
     }
     metrics_set(m->reg, "clusterf_destinations_managed", "", (double)dests);
+    log_debug("msg=\"kernel counters dumped for metrics\" services=%zu destinations=%zu", t->n,
+              dests);
     ipvs_table_free(t);
 }
 
@@ -373,9 +380,15 @@ static void tick(ipvsd *d, struct ipvsd_metrics *m)
     int64_t now = clock_now_ms();
     if (d->worker && !ipvsd_worker_busy(d->worker, IPVSD_JOB_PROBE))
         ipvsd_worker_submit(d->worker, IPVSD_JOB_PROBE, NULL);
-    if (!m->stats_ms || now - m->stats_ms >= d->o->metrics_kernel_ms) {
+    /* The kernel's counters cost a dump of the whole table: only when /metrics was read since
+     * the last one (that scrape got the counters of the dump before; the next one gets these),
+     * and at most every --metrics-kernel-interval. */
+    uint64_t scrapes = metrics_server_scrapes(m->srv);
+    if (scrapes != m->stats_scrapes &&
+        (!m->stats_ms || now - m->stats_ms >= d->o->metrics_kernel_ms)) {
         kernel_stats(d, m);
         m->stats_ms = now;
+        m->stats_scrapes = scrapes;
     }
     metrics_set(m->reg, "clusterf_services_managed", "", (double)reconcile_owned_count(d->rec));
     metrics_set(m->reg, "clusterf_destinations_draining", "", (double)reconcile_draining(d->rec));
@@ -384,10 +397,16 @@ static void tick(ipvsd *d, struct ipvsd_metrics *m)
     const char *why = not_ready(d, m);
     bool etcd_recent = m->etcd_seen_ms && now - m->etcd_seen_ms <= d->o->ready_etcd_ms;
     metrics_set(m->reg, "clusterf_ready", "", !why[0] && etcd_recent);
+    /* Rendering costs O(series) (600k at 100k dests): only the first time and after /metrics
+     * was read since the last render (a scrape gets the text of the tick after the one
+     * before it). */
     char *text = NULL;
     size_t len = 0;
-    if (metrics_render(m->reg, &text, &len) == 0)
+    if ((!m->rendered || scrapes != m->render_scrapes) && metrics_render(m->reg, &text, &len) == 0) {
         metrics_server_publish(m->srv, text, len);
+        m->rendered = true;
+        m->render_scrapes = scrapes;
+    }
     metrics_server_set_ready(m->srv, why, m->etcd_seen_ms, d->o->ready_etcd_ms);
 }
 

@@ -54,6 +54,8 @@ int metrics_server_new(const char *spec, metrics_server **out, char *err, size_t
 void metrics_server_free(metrics_server *s);
 /* The port it listens on (useful after port 0). */
 int metrics_server_port(const metrics_server *s);
+/* Number of /metrics requests served so far (a publisher can skip costly work nobody reads). */
+uint64_t metrics_server_scrapes(metrics_server *s);
 /* Publish a rendered text (taken over: freed by the server). */
 void metrics_server_publish(metrics_server *s, char *text, size_t len);
 /* Readiness: not_ready NULL or "" means ready as far as the loop knows; the server also

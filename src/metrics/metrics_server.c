@@ -24,6 +24,7 @@ struct metrics_server {
     size_t len;
     char not_ready[256];     /* "" = ready as far as the loop knows */
     int64_t seen_ms, bound_ms;
+    uint64_t scrapes;        /* /metrics requests served */
 };
 
 int metrics_parse_listen(const char *spec, char *addr, size_t addr_size, int *port)
@@ -88,6 +89,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     unsigned code = 200;
     pthread_mutex_lock(&s->mu);
     if (strcmp(url, "/metrics") == 0) {
+        s->scrapes++;
         size_t len = s->len;
         if ((body = malloc(len + 1)))
             memcpy(body, s->text ? s->text : "", len + 1);
@@ -181,6 +183,14 @@ void metrics_server_free(metrics_server *s)
 int metrics_server_port(const metrics_server *s)
 {
     return s->port;
+}
+
+uint64_t metrics_server_scrapes(metrics_server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    uint64_t n = s->scrapes;
+    pthread_mutex_unlock(&s->mu);
+    return n;
 }
 
 void metrics_server_publish(metrics_server *s, char *text, size_t len)

@@ -22,6 +22,8 @@
 
 /* Ops sent per exchange with the kernel; bounds the memory of a pass. */
 #define BATCH_OPS 2048
+/* Failed ops whose services are told apart in one pass (past that, all are unsettled). */
+#define FAIL_IDS_MAX 64
 /* During a sliced full pass, the owned set is written at most this often (and at its end). */
 #define SAVE_EVERY_MS 1000
 
@@ -52,6 +54,23 @@ void reconcile_lb_to_ipvs_dest(const lb_dest *in, struct ipvs_dest *out)
     out->port = in->port;
     out->fwd = in->fwd;
     out->weight = in->weight;
+}
+
+/* The identity of desired service s. */
+static void lb_svc_id(const lb_service *s, svc_id *out)
+{
+    struct ipvs_service svc;
+    reconcile_lb_to_ipvs_service(s, &svc);
+    svc_id_of(&svc, out);
+}
+
+/* Say in res that the dest dump of svc failed; returns rc. */
+static int dump_failed(reconcile_result *res, const struct ipvs_service *svc,
+                       const struct ipvs_err *err, int rc)
+{
+    snprintf(res->error, sizeof res->error, "dump of %s: %s",
+             ipvs_service_str(svc, (char[96]){0}, 96), err->msg);
+    return rc;
 }
 
 /* ---- the mirror ---- */
@@ -225,29 +244,34 @@ static int dest_sort_cmp(const void *a, const void *b, void *svc)
     return ipvs_dest_cmp(svc, a, b);
 }
 
-/* Make m know its dests: dump them from the kernel when it does not (the time it took is
- * added to *kernel_us). 0 or -errno (err). */
-static int mentry_load_dests(reconcile *r, mentry *m, struct ipvs_err *err, int64_t *kernel_us)
+/* The kernel's dests of m's service, as the mirror keeps them, sorted: *out (n of them;
+ * never NULL on success, caller frees). 0 or -errno (err). */
+static int mentry_dump_dests(reconcile *r, const mentry *m, mdest **out, size_t *n,
+                             struct ipvs_err *err, int64_t *kernel_us)
 {
-    if (m->dests_known)
-        return 0;
     struct ipvs_dest *dests = NULL;
-    size_t n = 0;
     int64_t t0 = clock_now_us();
-    int rc = r->kernel.dump_dests(r->kernel.self, &m->svc, &dests, &n, err);
+    int rc = r->kernel.dump_dests(r->kernel.self, &m->svc, &dests, n, err);
     *kernel_us += clock_now_us() - t0;
     if (rc < 0)
         return rc;
-    mdest *md = malloc((n ? n : 1) * sizeof *md);
+    mdest *md = malloc((*n ? *n : 1) * sizeof *md);
     if (!md) {
         free(dests);
         return -ENOMEM;
     }
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < *n; i++)
         mdest_from(&m->svc, &dests[i], &md[i]);
     free(dests);
-    qsort(md, n, sizeof *md, mdest_cmp);
-    /* Drains outlive a dump: carry the marks of the dests still there over (both sorted). */
+    qsort(md, *n, sizeof *md, mdest_cmp);
+    *out = md;
+    return 0;
+}
+
+/* Make md (n, sorted, from a dump) m's dests; the drain marks of the dests still there are
+ * carried over (drains outlive a dump). Takes md. */
+static void mentry_set_dests(reconcile *r, mentry *m, mdest *md, size_t n)
+{
     size_t kept = 0;
     for (size_t i = 0, j = 0; i < m->n_dests && j < n;) {
         int c = mdest_cmp(&m->dests[i], &md[j]);
@@ -262,7 +286,34 @@ static int mentry_load_dests(reconcile *r, mentry *m, struct ipvs_err *err, int6
     if (!kept)
         bytemap_del(&r->draining, &m->id, sizeof m->id);
     m->dests_known = true;
-    return 0;
+}
+
+/* Make m know its dests: dump them from the kernel when it does not. 0 or -errno (err). */
+static int mentry_load_dests(reconcile *r, mentry *m, struct ipvs_err *err, int64_t *kernel_us)
+{
+    if (m->dests_known)
+        return 0;
+    mdest *md = NULL;
+    size_t n = 0;
+    int rc = mentry_dump_dests(r, m, &md, &n, err, kernel_us);
+    if (rc == 0)
+        mentry_set_dests(r, m, md, n);
+    return rc;
+}
+
+/* True when the dests a and b (n each, sorted) are the same dests with the same config. */
+static bool mdests_same(const struct ipvs_service *svc, const mdest *a, const mdest *b,
+                        size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct ipvs_dest da, db;
+        mdest_to(&a[i], &da);
+        mdest_to(&b[i], &db);
+        if (mdest_cmp(&a[i], &b[i]) != 0 || ipvs_dest_cmp(svc, &da, &db) != 0 ||
+            !ipvs_dest_same_config(&da, &db))
+            return false;
+    }
+    return true;
 }
 
 /* Make the mirror's set of services the kernel's (svcs, from a dump): new ones are added,
@@ -274,9 +325,14 @@ static int mirror_sync_services(reconcile *r, const struct ipvs_service *svcs, s
     while (bytemap_next(&r->mirror, &pos, &e))
         ((mentry *)e->val)->seen = false;
     for (size_t i = 0; i < n; i++) {
+        svc_id id;
+        svc_id_of(&svcs[i], &id);
+        const mentry *old = mirror_get(r, &id);
+        bool changed = !old || !ipvs_service_same_config(&old->svc, &svcs[i]);
         mentry *m = mirror_upsert(r, &svcs[i]);
         if (!m)
             return -ENOMEM;
+        m->changed = changed;
         m->seen = true;
         m->dests_known = false; /* the dests stay until the next dump: they hold drain marks */
     }
@@ -307,6 +363,20 @@ static bool op_is_surprise(const struct ipvs_op *op)
             (op->error == -ESRCH || op->error == -ENOENT || op->error == -EEXIST));
 }
 
+/* Remember that an op on service id failed or surprised (see names_settle). */
+static void note_failed(reconcile *r, const svc_id *id)
+{
+    if (r->fail_ids_lost)
+        return;
+    if (r->n_fail_ids >= FAIL_IDS_MAX ||
+        vec_grow((void **)&r->fail_ids, &r->cap_fail_ids, r->n_fail_ids + 1,
+                 sizeof *r->fail_ids) < 0) {
+        r->fail_ids_lost = true;
+        return;
+    }
+    r->fail_ids[r->n_fail_ids++] = *id;
+}
+
 /* Update the mirror, the owned set and the counters from one answered op. */
 static int learn_op(reconcile *r, const struct ipvs_op *op, reconcile_result *res)
 {
@@ -318,6 +388,8 @@ static int learn_op(reconcile *r, const struct ipvs_op *op, reconcile_result *re
         res->surprises++;
         r->needs_full = true;
     }
+    if (!ok || op_is_surprise(op))
+        note_failed(r, &id);
     if (!ok) {
         res->failed++;
         return 0;
@@ -510,11 +582,8 @@ static int diff_service(reconcile *r, const lb_service *s, reconcile_result *res
     mentry *m = mirror_get(r, &id);
     struct ipvs_err err = {0};
     int rc = m ? mentry_load_dests(r, m, &err, &res->kernel_us) : 0;
-    if (rc < 0) {
-        snprintf(res->error, sizeof res->error, "dump of %s: %s",
-                 ipvs_service_str(&svc, (char[96]){0}, 96), err.msg);
-        return rc;
-    }
+    if (rc < 0)
+        return dump_failed(res, &svc, &err, rc);
     /* A service the config names is clusterf's from now on, even if someone else made it. */
     rc = m ? owned_add(r, &id) : 0;
     if (rc == 0 && !m)
@@ -583,6 +652,8 @@ static named *names_upsert(reconcile *r, const char *name)
     if (nm)
         return nm;
     nm = calloc(1, sizeof *nm);
+    if (nm)
+        nm->pass = r->pass;
     if (!nm || !(nm->name = strdup(name)) ||
         bytemap_put(&r->names, nm->name, strlen(nm->name), nm) < 0) {
         named_free(nm);
@@ -592,30 +663,125 @@ static named *names_upsert(reconcile *r, const char *name)
 }
 
 /* Record that s's owner desires s. The claim moves to the owner even if another name held
- * it (that name lost the key). 0 or -ENOMEM. */
+ * it (that name lost the key). In a full pass, a name's first claim starts its list anew
+ * (entries and claims are reused, not rebuilt: a resync allocates nothing for them).
+ * 0 or -ENOMEM. */
 static int names_claim(reconcile *r, const lb_service *s)
 {
     named *nm = names_upsert(r, s->owner);
+    if (nm && r->full && nm->pass != r->pass) {
+        nm->n = 0;
+        nm->pass = r->pass;
+    }
     if (!nm || vec_grow((void **)&nm->ids, &nm->cap, nm->n + 1, sizeof *nm->ids) < 0)
         return -ENOMEM;
-    struct ipvs_service svc;
-    reconcile_lb_to_ipvs_service(s, &svc);
     svc_id *id = &nm->ids[nm->n++];
-    svc_id_of(&svc, id);
+    lb_svc_id(s, id);
     claim *c = bytemap_get(&r->claims, id, sizeof *id);
     if (c) {
         c->by = nm;
+        c->pass = r->pass;
         return 0;
     }
     if (!(c = malloc(sizeof *c)))
         return -ENOMEM;
     c->id = *id;
     c->by = nm;
+    c->pass = r->pass;
     if (bytemap_put(&r->claims, &c->id, sizeof c->id, c) < 0) {
         free(c);
         return -ENOMEM;
     }
     return 0;
+}
+
+/* At the end of a full pass: drop the claims and names it did not stamp (given up since the
+ * last one), so they are the desired set. 0 or -ENOMEM. */
+static int names_sweep(reconcile *r)
+{
+    svc_id *ids = NULL;
+    named **gone = NULL;
+    size_t n = 0, n_gone = 0, pos = 0;
+    bytemap_entry *e = NULL;
+    if ((r->claims.n && !(ids = malloc(r->claims.n * sizeof *ids))) ||
+        (r->names.n && !(gone = malloc(r->names.n * sizeof *gone)))) {
+        free(ids);
+        return -ENOMEM;
+    }
+    while (bytemap_next(&r->claims, &pos, &e))
+        if (((claim *)e->val)->pass != r->pass)
+            ids[n++] = ((claim *)e->val)->id;
+    for (size_t i = 0; i < n; i++)
+        free(bytemap_del(&r->claims, &ids[i], sizeof ids[i]));
+    pos = 0, e = NULL;
+    while (bytemap_next(&r->names, &pos, &e))
+        if (((named *)e->val)->pass != r->pass)
+            gone[n_gone++] = e->val;
+    for (size_t i = 0; i < n_gone; i++) {
+        bytemap_del(&r->names, gone[i]->name, strlen(gone[i]->name));
+        named_free(gone[i]);
+    }
+    free(ids);
+    free(gone);
+    return 0;
+}
+
+/* True when an op on service id failed since the last names_settle (or that is unknown). */
+static bool failed_since(const reconcile *r, const svc_id *id)
+{
+    for (size_t i = 0; i < r->n_fail_ids; i++)
+        if (memcmp(&r->fail_ids[i], id, sizeof *id) == 0)
+            return true;
+    return r->fail_ids_lost;
+}
+
+/* After the ops of the services of t were answered: their clusterf services are settled
+ * unless an op on one of their services failed or surprised. Forgets those failures. */
+static void names_settle(reconcile *r, const lb_table *t)
+{
+    for (int phase = 0; phase < 2; phase++) {
+        for (size_t i = 0; i < t->n_services; i++) {
+            const lb_service *s = &t->services[i];
+            named *nm = bytemap_get(&r->names, s->owner, strlen(s->owner));
+            svc_id id;
+            lb_svc_id(s, &id);
+            if (nm && phase == 0)
+                nm->settled = true;
+            else if (nm && failed_since(r, &id))
+                nm->settled = false;
+        }
+    }
+    r->n_fail_ids = 0;
+    r->fail_ids_lost = false;
+}
+
+/* Shrink *items (cap of them, n used) to n: an array grown op by op doubles, and at a 100k
+ * dest table the slack is megabytes. Keeps the array when realloc fails. */
+static void fit(void **items, size_t *cap, size_t n, size_t elem)
+{
+    if (*cap <= n || !n)
+        return;
+    void *p = realloc(*items, n * elem);
+    if (p) {
+        *items = p;
+        *cap = n;
+    }
+}
+
+/* After a pass over the services of t: trim their mirror dests and their names' lists. */
+static void part_fit(reconcile *r, const lb_table *t)
+{
+    for (size_t i = 0; i < t->n_services; i++) {
+        const lb_service *s = &t->services[i];
+        svc_id id;
+        lb_svc_id(s, &id);
+        mentry *m = mirror_get(r, &id);
+        named *nm = bytemap_get(&r->names, s->owner, strlen(s->owner));
+        if (m)
+            fit((void **)&m->dests, &m->cap, m->n_dests, sizeof *m->dests);
+        if (nm)
+            fit((void **)&nm->ids, &nm->cap, nm->n, sizeof *nm->ids);
+    }
 }
 
 /* True when id is claimed by a clusterf service other than those in group (n names). */
@@ -666,6 +832,7 @@ void reconcile_free(reconcile *r)
     ipvs_batch_release(&r->batch);
     free(r->state_path);
     free(r->journal);
+    free(r->fail_ids);
     free(r);
 }
 
@@ -714,9 +881,7 @@ static int want_build(const lb_table *desired, bytemap *want, svc_id **ids)
     if (desired->n_services && !*ids)
         return -ENOMEM;
     for (size_t i = 0; i < desired->n_services; i++) {
-        struct ipvs_service svc;
-        reconcile_lb_to_ipvs_service(&desired->services[i], &svc);
-        svc_id_of(&svc, &(*ids)[i]);
+        lb_svc_id(&desired->services[i], &(*ids)[i]);
         if (!bytemap_get(want, &(*ids)[i], sizeof **ids) &&
             bytemap_put(want, &(*ids)[i], sizeof **ids, &(*ids)[i]) < 0)
             return -ENOMEM;
@@ -801,8 +966,9 @@ int reconcile_full_begin(reconcile *r, reconcile_result *res)
     if (rc < 0)
         return rc;
     r->needs_full = false;
-    /* Claims are rebuilt from what the pass is given: at its end they are the desired set. */
-    names_clear(r);
+    /* Claims are restamped from what the pass is given; at its end the ones it did not stamp
+     * are dropped, so they are the desired set. */
+    r->pass++;
     r->full = true;
     return 0;
 }
@@ -812,6 +978,8 @@ int reconcile_full_add(reconcile *r, const lb_table *part, reconcile_result *res
     if (!r->full)
         return fail(res, -EINVAL);
     int rc = 0;
+    r->n_fail_ids = 0;
+    r->fail_ids_lost = false;
     for (size_t i = 0; rc == 0 && i < part->n_services; i++) {
         rc = diff_service(r, &part->services[i], res);
         if (rc == 0)
@@ -819,6 +987,10 @@ int reconcile_full_add(reconcile *r, const lb_table *part, reconcile_result *res
     }
     if (rc == 0)
         rc = flush_ops(r, res);
+    if (rc == 0) {
+        names_settle(r, part);
+        part_fit(r, part);
+    }
     if (rc < 0)
         return full_abort(r, res, rc);
     save_owned(r, false, res); /* a failed write is reported by the last one */
@@ -829,7 +1001,9 @@ int reconcile_full_end(reconcile *r, reconcile_result *res)
 {
     if (!r->full)
         return fail(res, -EINVAL);
-    int rc = delete_unclaimed(r, res);
+    int rc = names_sweep(r);
+    if (rc == 0)
+        rc = delete_unclaimed(r, res);
     if (rc == 0)
         rc = forget_vanished(r);
     if (rc == 0)
@@ -838,6 +1012,50 @@ int reconcile_full_end(reconcile *r, reconcile_result *res)
         return full_abort(r, res, rc);
     r->full = false;
     return save_owned(r, true, res);
+}
+
+/* True when the kernel holds what m held at the last pass (its service config unchanged by
+ * the pass's dump, its dests dumped now the same); m then knows its dests. 0 with *same set,
+ * or -errno (res->error). */
+static int mentry_verify(reconcile *r, mentry *m, bool *same, reconcile_result *res)
+{
+    *same = false;
+    if (m->changed || m->n_draining)
+        return 0;
+    mdest *md = NULL;
+    size_t n = 0;
+    struct ipvs_err err = {0};
+    int rc = mentry_dump_dests(r, m, &md, &n, &err, &res->kernel_us);
+    if (rc < 0)
+        return dump_failed(res, &m->svc, &err, rc);
+    *same = n == m->n_dests && mdests_same(&m->svc, m->dests, md, n);
+    mentry_set_dests(r, m, md, n); /* the diff that may follow needs no second dump */
+    return 0;
+}
+
+int reconcile_full_keep(reconcile *r, const char *name, reconcile_result *res)
+{
+    if (!r->full)
+        return fail(res, -EINVAL);
+    named *nm = bytemap_get(&r->names, name, strlen(name));
+    if (!nm || !nm->settled || !nm->n)
+        return 0;
+    for (size_t i = 0; i < nm->n; i++) {
+        const claim *c = bytemap_get(&r->claims, &nm->ids[i], sizeof(svc_id));
+        mentry *m = mirror_get(r, &nm->ids[i]);
+        if (!c || c->by != nm || !m || !owned_has(r, &nm->ids[i]))
+            return 0;
+        bool same = false;
+        int rc = mentry_verify(r, m, &same, res);
+        if (rc < 0)
+            return full_abort(r, res, rc);
+        if (!same)
+            return 0;
+    }
+    nm->pass = r->pass;
+    for (size_t i = 0; i < nm->n; i++)
+        ((claim *)bytemap_get(&r->claims, &nm->ids[i], sizeof(svc_id)))->pass = r->pass;
+    return 1;
 }
 
 void reconcile_full_abort(reconcile *r)
@@ -875,6 +1093,8 @@ int reconcile_services(reconcile *r, const char *const *names, size_t n_names,
         return rc;
     bytemap want = {0};
     svc_id *ids = NULL;
+    r->n_fail_ids = 0;
+    r->fail_ids_lost = false;
     rc = want_build(desired, &want, &ids);
     /* What the group desired before and gives up now is deleted, unless a clusterf service
      * outside the group claims it or one inside it takes it over (want holds it). */
@@ -895,6 +1115,10 @@ int reconcile_services(reconcile *r, const char *const *names, size_t n_names,
         names_drop(r, names[k]);
     for (size_t i = 0; rc == 0 && i < desired->n_services; i++)
         rc = names_claim(r, &desired->services[i]);
+    if (rc == 0) {
+        names_settle(r, desired);
+        part_fit(r, desired);
+    }
     int src = save_owned(r, true, res);
     if (rc < 0)
         return fail(res, rc);

@@ -83,6 +83,14 @@ int reconcile_full(reconcile *r, const lb_table *desired, reconcile_result *res)
 int reconcile_full_begin(reconcile *r, reconcile_result *res);
 int reconcile_full_add(reconcile *r, const lb_table *part, reconcile_result *res);
 int reconcile_full_end(reconcile *r, reconcile_result *res);
+/* During a sliced full pass, in place of reconcile_full_add for clusterf service name when
+ * no config change touched it since its last pass: returns 1 when the kernel still holds
+ * exactly what that pass left (its last pass had no failed op, the service dump showed its
+ * IPVS services unchanged and a dump of their dests shows them unchanged, none draining);
+ * the pass then counts them as desired, and nothing is sent or computed. Returns 0 when it
+ * cannot tell or something drifted: the caller computes the service and gives it to
+ * reconcile_full_add, which repairs it. -errno as reconcile_full_add (the pass is over). */
+int reconcile_full_keep(reconcile *r, const char *name, reconcile_result *res);
 /* Stop a sliced full pass without its end (nothing is deleted); the mirror is marked out of
  * date, so the caller runs a new full pass. No-op when none runs. */
 void reconcile_full_abort(reconcile *r);

@@ -38,6 +38,7 @@ typedef struct mentry {
     size_t n_draining; /* dests with drain_until set; the entry is in reconcile.draining */
     bool dests_known; /* false: dests not dumped yet (dumped on first need) */
     bool seen;        /* scratch: in the last service dump */
+    bool changed;     /* the last service dump showed it new or with another config */
 } mentry;
 
 /* One change of the owned set. */
@@ -51,12 +52,16 @@ typedef struct named {
     char *name;
     svc_id *ids;
     size_t n, cap;
+    uint64_t pass; /* the full pass that last set ids (reconcile.pass) */
+    bool settled;  /* its last pass sent every op without a failure or surprise: the mirror
+                    * then holds what it desired (reconcile_full_keep trusts it) */
 } named;
 
 /* Which clusterf service last desired an IPVS service (the key is id). */
 typedef struct claim {
     svc_id id;
     named *by;
+    uint64_t pass; /* the full pass that last claimed it; older ones are dropped at its end */
 } claim;
 
 struct reconcile {
@@ -71,6 +76,7 @@ struct reconcile {
     int64_t (*now_ms)(void); /* monotonic clock (tests set their own) */
     struct ipvs_batch batch; /* ops not sent yet (bounded: see BATCH_OPS) */
     bool full;               /* a sliced full pass runs (begin done, end not yet) */
+    uint64_t pass;           /* count of full passes begun: names and claims are stamped with it */
     int64_t saved_ms;        /* when the state file was last written (monotonic) */
     /* Owned-set changes not in the state file yet, appended to it by the next save (so a save
      * costs what changed); the file is rewritten whole when the journal grows past the set. */
@@ -79,6 +85,11 @@ struct reconcile {
     size_t journal_lines;    /* change lines the file holds after its full part */
     bool journal_reset;      /* the set was cleared: the next save rewrites the file */
     bool state_ok;           /* the file exists and is ours: changes can be appended */
+    /* The services of the ops that failed or surprised since the last names_settle (so only
+     * their clusterf services lose their settled mark); lost: too many, or no memory. */
+    svc_id *fail_ids;
+    size_t n_fail_ids, cap_fail_ids;
+    bool fail_ids_lost;
     bool needs_full;
     bool mirror_loaded;      /* the kernel's services were dumped at least once */
     bool owned_dirty;

@@ -39,7 +39,8 @@ static pid_t start_ipvs(void)
         dup2(fd, 1);
         dup2(fd, 2);
         execl(BIN, BIN, "--dry-run", state, listen, "--etcd-endpoints", H.endpoints,
-              "--metrics-kernel-interval=1s", "--ready-etcd-timeout=3s", (char *)NULL);
+              "--metrics-kernel-interval=1s", "--ready-etcd-timeout=3s", "--log-level=debug",
+              (char *)NULL);
         _exit(127);
     }
     return pid;
@@ -70,8 +71,32 @@ static char *metrics_when_dests(double want)
     return body;
 }
 
+/* True when the daemon's log holds s. */
+static bool log_has(const char *s)
+{
+    char path[256], *text = NULL;
+    size_t len = 0;
+    snprintf(path, sizeof path, "%s/ipvs.log", H.dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    FILE *mem = open_memstream(&text, &len);
+    char buf[4096];
+    size_t n;
+    while (mem && (n = fread(buf, 1, sizeof buf, f)) > 0)
+        fwrite(buf, 1, n, mem);
+    fclose(f);
+    if (mem)
+        fclose(mem);
+    bool found = text && strstr(text, s);
+    free(text);
+    return found;
+}
+
 /* /healthz is 200 at once; /readyz 200 after the first full pass; /metrics counts what the
- * dry run's table holds and the invalid key; promtool finds nothing to say. */
+ * dry run's table holds and the invalid key; promtool finds nothing to say. The kernel is
+ * dumped for its counters only once /metrics was read: never before (/readyz is published
+ * by the same ticks, so several have run). */
 static void test_endpoints_and_promtool(void)
 {
     if (!ready())
@@ -81,7 +106,9 @@ static void test_endpoints_and_promtool(void)
     CHECK_MSG(prom_wait_status(H.dir, PORT, "/readyz", 200, 60, &body), "/readyz never 200");
     CHECK(body && strcmp(body, "ready\n") == 0);
     free(body);
+    CHECK_MSG(!log_has("kernel counters dumped"), "the kernel was dumped before any scrape");
     body = metrics_when_dests(2);
+    CHECK(log_has("kernel counters dumped"));
     CHECK_MSG(prom_sample(body, "clusterf_destinations_managed") == 2,
               "clusterf_destinations_managed never 2:\n%s", body ? body : "");
     CHECK(prom_sample(body, "clusterf_services_managed") == 1);

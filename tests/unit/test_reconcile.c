@@ -836,6 +836,115 @@ static void test_full_pass_end_and_abort(void)
     world_close(&w);
 }
 
+/* Full passes reuse the names and claims of the one before: a service whose frontend moved
+ * between two full passes (no incremental pass in between) has its old VIP deleted at the
+ * end of the second, and an incremental pass after it sees only the new VIP as its own. */
+static void test_full_pass_restamps_claims(void)
+{
+    world w = {0};
+    world_open(&w, NULL);
+    put(&w, "services/a/frontend", "{\"ipv4\":\"10.7.0.1\",\"tcp\":80}");
+    put(&w, "services/a/backends/x", "{\"ipv4\":\"10.7.1.1\",\"tcp\":80}");
+    put(&w, "services/b/frontend", "{\"ipv4\":\"10.7.0.2\",\"tcp\":80}");
+    CHECK_INT(full(&w), 3);
+    CHECK_INT(full(&w), 0);
+    put(&w, "services/a/frontend", "{\"ipv4\":\"10.7.0.9\",\"tcp\":80}");
+    CHECK_INT(full(&w), 3); /* del 10.7.0.1; add 10.7.0.9 and its dest */
+    struct ipvs_service v1 = tcp_svc("10.7.0.1", 80), v9 = tcp_svc("10.7.0.9", 80);
+    struct ipvs_service v2 = tcp_svc("10.7.0.2", 80);
+    CHECK(!has_service(&w, &v1));
+    CHECK_INT(weight_of(&w, v9, "10.7.1.1", 80), 10);
+    CHECK(has_service(&w, &v2));
+    CHECK_INT(reconcile_owned_count(w.rec), 2);
+    put(&w, "services/a/frontend", "{\"ipv4\":\"10.7.0.1\",\"tcp\":80}");
+    incr(&w, "a");
+    CHECK_STR(last_ops, "delete-service add-service add-dest");
+    CHECK(!has_service(&w, &v9));
+    CHECK_INT(n_services(&w), 2);
+    CHECK_INT(full(&w), 0);
+    world_close(&w);
+}
+
+/* A periodic resync as clusterf-ipvs runs it: each of names (n) is kept when
+ * reconcile_full_keep allows it, else computed and diffed. Returns the changes; *kept says
+ * how many names were kept. */
+static size_t resync(world *w, const char *const *names, size_t n, size_t *kept)
+{
+    reconcile_result res = {0};
+    *kept = 0;
+    CHECK_INT(reconcile_full_begin(w->rec, &res), 0);
+    for (size_t i = 0; i < n; i++) {
+        int rc = reconcile_full_keep(w->rec, names[i], &res);
+        CHECK_MSG(rc >= 0, "keep %s: %d %s", names[i], rc, res.error);
+        *kept += rc == 1;
+        if (rc == 1)
+            continue;
+        lb_table one;
+        lb_table_init(&one);
+        CHECK_INT(lb_compute_service(w->cfg, names[i], &one), 0);
+        CHECK_INT(reconcile_full_add(w->rec, &one, &res), 0);
+        lb_table_free(&one);
+    }
+    CHECK_INT(reconcile_full_end(w->rec, &res), 0);
+    size_t changes = reconcile_result_changes(&res);
+    reconcile_result_free(&res);
+    return changes;
+}
+
+/* A resync keeps the clusterf services whose IPVS services the kernel still holds as their
+ * last pass left them (nothing computed or sent, nothing deleted at its end), and repairs
+ * every kind of drift of the others: a dest deleted, added or reweighted by hand, a service
+ * edited or deleted by hand. A service whose last pass had a failed op is never kept. */
+static void test_resync_keeps_untouched(void)
+{
+    world w = {0};
+    world_open(&w, NULL);
+    put(&w, "services/web/frontend", "{\"ipv4\":\"10.9.0.1\",\"tcp\":80}");
+    put(&w, "services/web/backends/a", "{\"ipv4\":\"10.9.1.1\",\"tcp\":80}");
+    put(&w, "services/web/backends/b", "{\"ipv4\":\"10.9.1.2\",\"tcp\":80}");
+    put(&w, "services/api/frontend", "{\"ipv4\":\"10.9.0.2\",\"tcp\":443}");
+    put(&w, "services/api/backends/a", "{\"ipv4\":\"10.9.1.3\",\"tcp\":443}");
+    put(&w, "services/bad/frontend", "{\"ipv4\":\"10.9.0.3\",\"tcp\":80,\"scheduler\":\"nosuch\"}");
+    put(&w, "services/bad/backends/a", "{\"ipv4\":\"10.9.1.4\",\"tcp\":80}");
+    const char *names[] = {"web", "api", "bad"};
+    size_t kept = 0;
+    full(&w);
+    CHECK_INT(n_services(&w), 2);
+    CHECK_INT(resync(&w, names, 3, &kept), 0);
+    CHECK_INT(kept, 2); /* not bad: its service was refused */
+    CHECK_INT(n_services(&w), 2);
+    CHECK_INT(reconcile_owned_count(w.rec), 2);
+    struct ipvs_service web = tcp_svc("10.9.0.1", 80), api = tcp_svc("10.9.0.2", 443);
+    struct ipvs_dest a = dest("10.9.1.1", 80), x = dest("10.9.9.9", 80);
+    by_hand(&w, IPVS_OP_DEL_DEST, &web, &a);
+    CHECK_INT(resync(&w, names, 3, &kept), 1);
+    CHECK_INT(kept, 1);
+    CHECK_INT(weight_of(&w, web, "10.9.1.1", 80), 10);
+    by_hand(&w, IPVS_OP_ADD_DEST, &web, &x);
+    CHECK_INT(resync(&w, names, 3, &kept), 1);
+    CHECK_INT(kept, 1);
+    CHECK_INT(dests_of(&w, web), 2);
+    a.weight = 3;
+    by_hand(&w, IPVS_OP_EDIT_DEST, &web, &a);
+    CHECK_INT(resync(&w, names, 3, &kept), 1);
+    CHECK_INT(kept, 1);
+    CHECK_INT(weight_of(&w, web, "10.9.1.1", 80), 10);
+    struct ipvs_service edited = api;
+    snprintf(edited.sched, sizeof edited.sched, "rr");
+    by_hand(&w, IPVS_OP_EDIT_SERVICE, &edited, NULL);
+    CHECK_INT(resync(&w, names, 3, &kept), 1);
+    CHECK_INT(kept, 1);
+    by_hand(&w, IPVS_OP_DEL_SERVICE, &api, NULL);
+    CHECK_INT(resync(&w, names, 3, &kept), 2);
+    CHECK_INT(kept, 1);
+    CHECK_INT(weight_of(&w, api, "10.9.1.3", 443), 10);
+    CHECK_INT(resync(&w, names, 3, &kept), 0);
+    CHECK_INT(kept, 2);
+    CHECK_INT(full(&w), 0);
+    CHECK_INT(n_services(&w), 2);
+    world_close(&w);
+}
+
 /* An incremental pass before any full pass (clusterf-ipvs before its first etcd read) works
  * from what the kernel holds: a dest left with another weight is edited, not re-added. */
 static void test_incremental_before_full(void)
@@ -1032,6 +1141,8 @@ int main(int argc, char **argv)
     check_run("sliced_full_pass", test_sliced_full_pass);
     check_run("incremental_adoption", test_incremental_adoption);
     check_run("full_pass_end_and_abort", test_full_pass_end_and_abort);
+    check_run("full_pass_restamps_claims", test_full_pass_restamps_claims);
+    check_run("resync_keeps_untouched", test_resync_keeps_untouched);
     check_run("incremental_before_full", test_incremental_before_full);
     check_run("drain", test_drain);
     check_run("state_file_appends", test_state_file_appends);
