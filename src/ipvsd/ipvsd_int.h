@@ -83,6 +83,7 @@ typedef struct ipvsd {
     int64_t full_t0, full_longest_ms;
     size_t full_slices;
     bool full_again;        /* another full pass was asked for while it ran */
+    const lb_table *op_table; /* the part being applied: names a failed op's clusterf service */
     struct ipvsd_metrics *metrics; /* --metrics-listen; NULL when off */
 } ipvsd;
 
