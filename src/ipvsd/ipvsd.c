@@ -210,7 +210,9 @@ static void full_end(ipvsd *d)
         d->full_again = false;
         ipvsd_pass_full(d, "queued");
     } else if (d->dirty.n || reconcile_needs_full(d->rec)) {
-        ipvsd_timer(d->coalesce_fd, 1);
+        /* A service the kernel refuses (an unknown scheduler: ENOENT) leaves the mirror out
+         * of date again at once: retry it at a walking pace, not in a loop. */
+        ipvsd_timer(d->coalesce_fd, d->full_res.failed ? FULL_RETRY_FAILED_MS : 1);
     }
 }
 

@@ -90,6 +90,8 @@ typedef struct ipvsd {
 /* A full pass gives the loop back after this long, stepping this many services at a time. */
 #define FULL_SLICE_MS 20
 #define FULL_STEP_SERVICES 32
+/* After a full pass with failed ops, the next one waits this long. */
+#define FULL_RETRY_FAILED_MS 2000
 /* While dests drain, their connections are checked this often. */
 #define DRAIN_CHECK_MS 1000
 
