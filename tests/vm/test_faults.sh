@@ -9,5 +9,5 @@
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
 exec tests/vm/run-guest test_faults tests/vm/guest_faults.sh \
-    --timeout 900 --add "$BUILD/clusterf-ipvs:/usr/bin/clusterf-ipvs" \
+    --timeout 600 --add "$BUILD/clusterf-ipvs:/usr/bin/clusterf-ipvs" \
     --add "$BUILD/clusterfctl:/usr/bin/clusterfctl" -- "$@"
