@@ -81,9 +81,12 @@ bench: all $(BENCHES) $(BENCH_GUESTS)
 	BUILD=$(BUILD) tests/bench/run-bench
 
 # libFuzzer targets tests/fuzz/fuzz_*.c over config/ + lb/ (pure code, so built straight from
-# their sources with clang), each run for FUZZ_SECONDS by tests/fuzz/run-fuzzer.
+# their sources with clang), each run by tests/fuzz/run-fuzzer for FUZZ_SECONDS or FUZZ_RUNS
+# executions, whichever ends first (0 = that bound is off; `make fuzz FUZZ_SECONDS=0
+# FUZZ_RUNS=10000000` runs 10M executions of each).
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
+FUZZ_RUNS    ?= 0
 FUZZ_FLAGS   := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                 -D_GNU_SOURCE -Isrc -Itests/lib $(shell pkg-config --cflags json-c)
 FUZZ_SRCS    := $(sort $(wildcard src/config/*.c src/lb/*.c)) src/common/bytemap.c src/common/vec.c tests/lib/lb_dump.c
@@ -97,8 +100,8 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_SRCS) $(wildcard src/config/*.h src/lb/*.
 fuzz-build: $(FUZZERS)
 
 fuzz: $(FUZZERS)
-	@set -e; for f in $(FUZZERS); do echo "== $$f ($(FUZZ_SECONDS)s)"; \
-	  tests/fuzz/run-fuzzer $(BUILD) $$(basename $$f) $(FUZZ_SECONDS); done
+	@set -e; for f in $(FUZZERS); do echo "== $$f ($(FUZZ_SECONDS)s, $(FUZZ_RUNS) runs)"; \
+	  tests/fuzz/run-fuzzer $(BUILD) $$(basename $$f) $(FUZZ_SECONDS) $(FUZZ_RUNS); done
 
 # In the VM: 2,000 IPVS services with the batched API vs `ipvsadm -R` (tests/bench/ipvs-vm.sh).
 bench-ipvs: tests

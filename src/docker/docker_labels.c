@@ -345,11 +345,14 @@ static void add_service(ctx *x, const char *svc, const general *g)
         x->err = -ENOMEM;
 }
 
-/* Walk the words of the service label; invalid and repeated names are warned and skipped. */
+/* Walk the words of the service label; invalid and repeated names are warned and skipped, and
+ * so is a label with no name at all (the container asked for clusterf and gets nothing). */
 static void add_services(ctx *x, const char *services, const general *g)
 {
     char key[512];
     snprintf(key, sizeof(key), "%s.service", x->prefix);
+    if (services[strspn(services, " \t")] == '\0')
+        warn(x, "label %s is empty; no backends", key);
     for (const char *p = services; *p && !x->err;) {
         p += strspn(p, " \t");
         size_t n = strcspn(p, " \t");

@@ -88,12 +88,15 @@ typedef struct ipvsd {
     bool full_keep;         /* a periodic resync: untouched services are checked, not computed */
     bytemap full_dirty;     /* names events touched before it began (computed by it) */
     bytemap noisy;          /* names whose last computation had a conflict or a warning */
+    const lb_table *op_table; /* the part being applied: names a failed op's clusterf service */
     struct ipvsd_metrics *metrics; /* --metrics-listen; NULL when off */
 } ipvsd;
 
 /* A full pass gives the loop back after this long, stepping this many services at a time. */
 #define FULL_SLICE_MS 20
 #define FULL_STEP_SERVICES 32
+/* After a full pass with failed ops, the next one waits this long. */
+#define FULL_RETRY_FAILED_MS 2000
 /* While dests drain, their connections are checked this often. */
 #define DRAIN_CHECK_MS 1000
 

@@ -4,10 +4,12 @@
  * daemon is killed (TTL) or stopped (revoked), and converge after dockerd and etcd restarts.
  * The keys are read back with our etcd client; each test uses its own --etcd-prefix. */
 #include "check.h"
+#include "child_proc.h"
 #include "common/timeutil.h"
 #include "dockerd_harness.h"
 #include "etcd/etcd.h"
 #include "etcd_harness.h"
+#include "etcd_poll.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,10 +35,7 @@ static char why[512] = "dockerd harness not started";
 static char bin[512], tmpdir[64];
 static bool keep_logs;
 
-typedef struct daemon {
-    pid_t pid;
-    char log[128];
-} daemon_t;
+typedef child_proc daemon_t;
 
 static bool need_all(void)
 {
@@ -65,7 +64,6 @@ static bool daemon_start(daemon_t *d, const char *name, const char *extra)
     char *argv[40];
     int argc = 0;
     char extra_copy[512];
-    snprintf(d->log, sizeof(d->log), "%s/%s.log", tmpdir, name);
     argv[argc++] = bin;
     argv[argc++] = "--docker-host";
     argv[argc++] = H->host;
@@ -77,37 +75,16 @@ static bool daemon_start(daemon_t *d, const char *name, const char *extra)
     for (char *t = strtok(extra_copy, " "); t && argc < 38; t = strtok(NULL, " "))
         argv[argc++] = t;
     argv[argc] = NULL;
-    d->pid = fork();
-    if (d->pid == 0) {
-        int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 2);
-        dup2(fd, 1);
-        execv(bin, argv);
-        _exit(127);
-    }
-    return CHECK_MSG(d->pid > 0, "fork: %s", strerror(errno));
+    char log[160];
+    snprintf(log, sizeof(log), "%s/%s.log", tmpdir, name);
+    return CHECK_MSG(child_start(d, log, false, argv), "fork: %s", strerror(errno));
 }
 
 /* Send sig and wait up to timeout_ms; returns the exit status, 128+signal, or -1 (still up,
  * then killed). */
 static int daemon_stop(daemon_t *d, int sig, int timeout_ms)
 {
-    int st = 0;
-    if (d->pid <= 0)
-        return -1;
-    kill(d->pid, sig);
-    int64_t end = clock_now_ms() + timeout_ms;
-    while (clock_now_ms() < end) {
-        if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
-            d->pid = 0;
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        }
-        usleep(20000);
-    }
-    kill(d->pid, SIGKILL);
-    waitpid(d->pid, &st, 0);
-    d->pid = 0;
-    return -1;
+    return child_stop(d, sig, timeout_ms);
 }
 
 /* The normal stop: SIGTERM, and the daemon must exit 0. Nothing to check when it is not
@@ -122,91 +99,44 @@ static void daemon_stop_ok(daemon_t *d, int timeout_ms)
 
 static bool daemon_alive(daemon_t *d)
 {
-    int st;
-    return d->pid > 0 && waitpid(d->pid, &st, WNOHANG) == 0;
+    return child_alive(d);
 }
 
 static void show_log(const daemon_t *d)
 {
-    char cmd[256];
     if (!check_failed() || !d->log[0])
         return;
     keep_logs = true;
-    printf("    --- tail of %s\n", d->log);
-    fflush(stdout);
-    snprintf(cmd, sizeof(cmd), "tail -n 40 '%s' | sed 's/^/    /'", d->log);
-    if (system(cmd) != 0) {
-        /* nothing to show */
-    }
+    child_log_tail(d, 40);
 }
 
 static size_t log_count(const daemon_t *d, const char *a, const char *b)
 {
-    FILE *f = fopen(d->log, "r");
-    char line[4096];
-    size_t n = 0;
-    while (f && fgets(line, sizeof(line), f))
-        n += strstr(line, a) && (!b || strstr(line, b));
-    if (f)
-        fclose(f);
-    return n;
+    return child_log_count(d, a, b);
 }
 
 /* Read key: 1 (value copied, lease set), 0 (absent), -1 (error). */
 static int get_key(const char *key, char *val, size_t size, int64_t *lease)
 {
-    etcd_kvs *kvs = NULL;
-    etcd_error err = {0};
-    if (etcd_get(C, key, strlen(key), &kvs, NULL, &err) < 0)
-        return -1;
-    if (!kvs)
-        return 0;
-    snprintf(val, size, "%.*s", (int)kvs->kvs[0].value_len, (const char *)kvs->kvs[0].value);
-    if (lease)
-        *lease = kvs->kvs[0].lease;
-    etcd_kvs_free(kvs);
-    return 1;
+    return etcd_poll_get(C, key, val, size, lease);
 }
 
 /* Poll until key holds a value containing want (NULL: any). Returns true; val/lease filled. */
 static bool wait_key(const char *key, const char *want, char *val, size_t size, int64_t *lease,
                      int timeout_ms)
 {
-    int64_t end = clock_now_ms() + timeout_ms;
-    char buf[1024] = "";
-    do {
-        if (get_key(key, buf, sizeof(buf), lease) == 1 && (!want || strstr(buf, want))) {
-            if (val)
-                snprintf(val, size, "%s", buf);
-            return true;
-        }
-        usleep(100000);
-    } while (clock_now_ms() < end);
-    return CHECK_MSG(false, "key %s never held %s (last: %s)", key, want ? want : "a value", buf);
+    return etcd_poll_key(C, key, want, val, size, lease, timeout_ms);
 }
 
 /* Poll until key is absent; returns the ms it took, or -1. */
 static int64_t wait_gone(const char *key, int timeout_ms)
 {
-    int64_t t0 = clock_now_ms(), end = t0 + timeout_ms;
-    char buf[1024];
-    do {
-        if (get_key(key, buf, sizeof(buf), NULL) == 0)
-            return clock_now_ms() - t0;
-        usleep(50000);
-    } while (clock_now_ms() < end);
-    return -1;
+    return etcd_poll_gone(C, key, timeout_ms);
 }
 
 static long count_prefix(const char *prefix)
 {
-    etcd_kvs *kvs = NULL;
-    etcd_error err = {0};
-    if (etcd_range_prefix(C, prefix, strlen(prefix), 0, &kvs, &err) < 0)
-        return -1;
-    long n = (long)kvs->n;
-    etcd_kvs_free(kvs);
-    return n;
+    return etcd_poll_count(C, prefix);
 }
 
 static bool wait_count(const char *prefix, long want, int timeout_ms)

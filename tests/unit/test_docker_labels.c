@@ -199,6 +199,30 @@ out:
     docker_container_free(c);
 }
 
+/* A service label with no name in it (empty or blanks): warned with the label, no backends. */
+static void test_empty_service_label(void)
+{
+    const char *blank[] = {"", "  \t "};
+    for (size_t k = 0; k < 2; k++) {
+        docker_container *c = load("seed");
+        docker_backends *b = NULL;
+        docker_backend_opts o = {.hostname = HOST};
+        for (size_t i = 0; c && i < c->n_labels; i++)
+            if (strcmp(c->labels[i].key, "net.qmsk.clusterf.service") == 0) {
+                free(c->labels[i].value);
+                c->labels[i].value = strdup(blank[k]);
+            }
+        if (c && CHECK(docker_backends_from_container(c, &o, &b) == 0) && b) {
+            CHECK_INT(b->n, 0);
+            CHECK_MSG(b->n_warnings == 1 && has_warning(b, "label net.qmsk.clusterf.service is "
+                      "empty; no backends"), "service \"%s\": %zu warnings", blank[k],
+                      b->n_warnings);
+        }
+        docker_backends_free(b);
+        docker_container_free(c);
+    }
+}
+
 static void test_name_sanitising(void)
 {
     char buf[300], host[400];
@@ -360,6 +384,7 @@ int main(int argc, char **argv)
     check_init(argc, argv);
     check_run("label_table", test_label_table);
     check_run("backend_fields_and_name", test_backend_fields_and_name);
+    check_run("empty_service_label", test_empty_service_label);
     check_run("name_sanitising", test_name_sanitising);
     check_run("parse_fixture_fields", test_parse_fixture_fields);
     check_run("parse_rejects_and_tolerates", test_parse_rejects_and_tolerates);

@@ -3,7 +3,8 @@
 # with SIGSTOP: a hung server (connections stay open, nothing answers), the case where a call
 # made on the event loop blocks it for the whole etcd deadline. The daemon runs with
 # --etcd-timeout=20s, longer than every cap below, so any etcd call left on the loop shows as
-# a missed cap. Checked with ipvsadm and etcdctl.
+# a missed cap. Scenario bad_input feeds it bad and big input instead (see there). Checked with
+# ipvsadm and etcdctl.
 # Run by tests/vm/test_faults.sh; prints "guest_faults: N passed, N failed, 0 skipped".
 # Argument: a substring; only scenarios whose name contains it run.
 set -u
@@ -21,7 +22,7 @@ ec() { etcdctl --endpoints=$EP "$@" > /dev/null; }
 
 start_etcd() {
     etcd --data-dir /tmp/etcd --listen-client-urls $EP --advertise-client-urls $EP \
-         --listen-peer-urls http://127.0.0.1:2380 > /tmp/etcd.log 2>&1 &
+         --listen-peer-urls http://127.0.0.1:2380 --max-txn-ops=20000 > /tmp/etcd.log 2>&1 &
     ETCD_PID=$!
     i=0
     while ! etcdctl --endpoints=$EP endpoint health > /dev/null 2>&1; do
@@ -190,11 +191,112 @@ scenario_revoke() {
     stop_ipvs "revoke: SIGTERM exits 0"
 }
 
-for s in hung_loop hung_start revoke; do
+# Bad input (issue #9, 6b/6c): a 1.4 MiB value (etcd takes up to 1.5 MiB; our limit is 64 KiB),
+# one service with BIG_N backends (10,000; loaded with one etcdctl txn, which the guest's etcd
+# allows with --max-txn-ops), and a service whose scheduler the config accepts but the kernel
+# has no module for. clusterf-ipvs must name each bad key, apply everything else (the big
+# service in full), and go on applying later changes. Ends with the whole table compared.
+BIG_N=10000
+BIG="TCP 10.70.0.1:80 wlc"
+OK1="TCP 10.72.0.1:80 wlc|-> 10.73.0.1:80 Masq 10 0 0"
+
+# big_txn N: an etcdctl txn script putting N backends of service "big" (10.71.x.y:80).
+big_txn() {
+    echo
+    awk -v n="$1" 'BEGIN { for (i = 0; i < n; i++)
+        printf "put /clusterf/services/big/backends/b%d \"{\\\"ipv4\\\":\\\"10.71.%d.%d\\\",\\\"tcp\\\":80}\"\n",
+               i, int(i / 250), i % 250 + 1 }'
+    echo
+    echo
+}
+# big_want N: the ipvsadm -S lines the big service must have, sorted.
+big_want() {
+    awk -v n="$1" 'BEGIN { for (i = 0; i < n; i++)
+        printf "-a -t 10.70.0.1:80 -r 10.71.%d.%d:80 -m -w 10\n", int(i / 250), i % 250 + 1 }' | sort
+}
+big_have() { ipvsadm -S -n | grep '^-a -t 10.70.0.1:80 ' | sort; }
+# big_same: the kernel holds exactly the big service's BIG_N destinations.
+big_same() { big_have > /tmp/big.have; cmp -s /tmp/big.want /tmp/big.have; }
+
+scenario_bad_input() {
+    ec put /clusterf/services/ok1/frontend '{"ipv4":"10.72.0.1","tcp":80}'
+    ec put /clusterf/services/ok1/backends/a '{"ipv4":"10.73.0.1","tcp":80}'
+    head -c 1468006 /dev/zero | tr '\0' x | etcdctl --endpoints=$EP put \
+        /clusterf/services/huge/frontend > /dev/null || bad "bad input: etcd took the 1.4 MiB value"
+    ec put /clusterf/services/nosched/frontend '{"ipv4":"10.74.0.1","tcp":80,"scheduler":"nosuchsched"}'
+    ec put /clusterf/services/nosched/backends/a '{"ipv4":"10.75.0.1","tcp":80}'
+    ec put /clusterf/services/big/frontend '{"ipv4":"10.70.0.1","tcp":80}'
+    t0=$(now)
+    big_txn $BIG_N | etcdctl --endpoints=$EP --command-timeout=300s txn > /tmp/txn.out 2>&1 ||
+        { bad "bad input: the $BIG_N keys loaded in one txn"; tail -n 3 /tmp/txn.out; }
+    echo "  $BIG_N keys put in one txn in $(($(now) - t0)) s"
+    big_want $BIG_N > /tmp/big.want
+    t0=$(now)
+    start_ipvs
+    wait_for "bad input: the $BIG_N-backend service is in the kernel in full" 300 big_same
+    echo "  start -> $BIG_N destinations in the kernel: $(($(now) - t0)) s"
+    if ! big_same; then
+        echo "  kernel: $(wc -l < /tmp/big.have) of $BIG_N destinations; missing / extra (first 10):"
+        sort /tmp/big.want /tmp/big.have | uniq -u | head -n 10 | sed 's/^/    /'
+        echo "  log (first 30 lines, ops and passes left out):"
+        grep -v 'msg="ipvs op"\|msg="reconciled"' $LOG | head -n 30 | cut -c1-300 | sed 's/^/    /'
+        grep 'msg="reconciled"' $LOG | head -n 5 | cut -c1-300 | sed 's/^/    /'
+    fi
+    wait_for "bad input: the 1.4 MiB value is logged with its key" 30 \
+        grep -q 'key=services/huge/frontend .*more than the' $LOG
+    wait_for "bad input: the kernel's refusal is logged with the service" 30 \
+        grep -q 'level=error.*10.74.0.1:80.* clusterf_service=nosched ' $LOG
+    clusterfctl validate --etcd-endpoints=$EP > /tmp/validate.out 2>&1; rc=$?
+    if [ $rc = 1 ] && grep -q 'services/huge/frontend.*more than the' /tmp/validate.out; then
+        ok "bad input: clusterfctl validate names the 1.4 MiB key (exit 1)"
+    else
+        bad "bad input: clusterfctl validate (exit $rc)"; grep huge /tmp/validate.out | cut -c1-200; head -n 5 /tmp/validate.out | cut -c1-200
+    fi
+    # A later change still applies, the refused service notwithstanding.
+    ec put /clusterf/services/ok2/frontend '{"ipv4":"10.72.0.2","tcp":80}'
+    ec put /clusterf/services/ok2/backends/a '{"ipv4":"10.73.0.2","tcp":80,"weight":3}'
+    expect_others "bad input: the rest is applied, later changes too" 60 \
+        "$OK1|TCP 10.72.0.2:80 wlc|-> 10.73.0.2:80 Masq 3 0 0"
+    big_same && ok "bad input: the big service is still complete" || bad "bad input: the big service changed"
+    ipvsadm -L -n | grep -q 10.74.0.1 && bad "bad input: the unknown scheduler's service is in the kernel"
+    kill -0 $IPVS_PID && ok "bad input: clusterf-ipvs still runs" || bad "bad input: clusterf-ipvs died"
+    # The refused service must not make the daemon redo full passes back to back (it did:
+    # thousands a minute); 1000 is far above a retry every 2 s over this scenario.
+    n=$(grep -c 'msg="reconciled" pass=full' $LOG)
+    if [ "$n" -lt 1000 ]; then ok "bad input: the refused service is retried at a pace ($n full passes)"
+    else bad "bad input: $n full passes: the refused service is retried in a loop"; fi
+    etcdctl --endpoints=$EP del --prefix /clusterf/services/big > /dev/null
+    ec del --prefix /clusterf/services/huge
+    ec del --prefix /clusterf/services/nosched
+    ec del --prefix /clusterf/services/ok
+    stop_ipvs "bad input: SIGTERM exits 0"
+}
+
+# expect_others NAME SECONDS EXPECTED: expect, on the scenario's small services only.
+expect_others() {
+    want=$(printf '%s\n' "$3" | tr '|' '\n' | canon)
+    end=$(($(now) + $2))
+    while [ "$(others)" != "$want" ]; do
+        if [ $(now) -ge $end ]; then
+            bad "$1"
+            echo "  want:"; printf '%s\n' "$want" | sed 's/^/    /'
+            echo "  have:"; others | sed 's/^/    /'
+            echo "  log tail:"; grep -v 'msg="op' $LOG | tail -n 15 | sed 's/^/    /'
+            return 1
+        fi
+        sleep 0.5
+    done
+    ok "$1"
+}
+# others: the table's services of this scenario other than the big one (10.72-10.75.x.x).
+others() { table | awk '/^(TCP|UDP)/ { keep = $2 ~ /^10\.7[2-5]\./ } keep'; }
+
+for s in hung_loop hung_start bad_input revoke; do
     want "$s" || continue
     echo "== $s"
     case $s in
         hung_loop) scenario_hung_loop;; hung_start) scenario_hung_start;; revoke) scenario_revoke;;
+        bad_input) scenario_bad_input;;
     esac
     [ -n "$IPVS_PID" ] && { kill -9 $IPVS_PID; wait $IPVS_PID 2>/dev/null; IPVS_PID=; }
     kill -CONT $ETCD_PID
