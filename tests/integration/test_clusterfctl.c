@@ -5,6 +5,7 @@
  * behind its back; revoked when the put is refused) and flag errors naming the flag. `status` needs the kernel's IPVS: it is
  * tested in the VM (tests/vm/guest_clusterf_ipvs.sh). */
 #include "check.h"
+#include "child_proc.h"
 #include "etcd_harness.h"
 #include "common/timeutil.h"
 #include "etcd/etcd.h"
@@ -303,26 +304,17 @@ static int64_t key_lease(const char *key, char *value, size_t size)
     return lease;
 }
 
-/* Start "clusterfctl register ..." in the background; its pid. */
+/* Start "clusterfctl register ..." in the background (tests/lib/child_proc); its pid. */
 static pid_t spawn_register(const char *service, const char *backend, const char *ttl)
 {
-    char log[300];
+    char log[300], ep[300], t[64];
     snprintf(log, sizeof log, "%s/register.log", H.dir);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        char ep[300], t[64];
-        snprintf(ep, sizeof ep, "--etcd-endpoints=%s", H.endpoints);
-        snprintf(t, sizeof t, "--ttl=%s", ttl);
-        execl(BIN, BIN, "register", service, backend, "--ipv4", "10.9.0.1", "--tcp", "80",
-              "--weight", "7", t, ep, "--etcd-prefix=/r", (char *)NULL);
-        _exit(127);
-    }
-    return pid;
+    snprintf(ep, sizeof ep, "--etcd-endpoints=%s", H.endpoints);
+    snprintf(t, sizeof t, "--ttl=%s", ttl);
+    char *argv[] = {BIN, "register", (char *)service, (char *)backend, "--ipv4", "10.9.0.1",
+                    "--tcp", "80", "--weight", "7", t, ep, "--etcd-prefix=/r", NULL};
+    child_proc c;
+    return child_start(&c, log, true, argv) ? c.pid : -1;
 }
 
 /* Wait up to ms for the key to be present (want) or absent; the time it took, or -1. */

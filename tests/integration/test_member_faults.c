@@ -15,6 +15,7 @@
  * a generous cap (CAP_MS) because CI is loaded. CLUSTERF_SOAK=1 repeats the whole sequence
  * (CLUSTERF_MEMBER_FAULTS_ROUNDS, default 1, soak 10). */
 #include "check.h"
+#include "child_proc.h"
 #include "etcd_harness.h"
 #include "dockerd_harness.h"
 #include "etcd/etcd.h"
@@ -57,20 +58,11 @@ struct scene {
     bool leader_resumed;  /* a SIGSTOPped leader was resumed (see settle_holder) */
 };
 
-/* fork/exec argv with stdout and stderr appended to log. */
+/* Start argv with stdout and stderr appended to log (tests/lib/child_proc); its pid, -1. */
 static pid_t spawn(const char *log, char *const argv[])
 {
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
+    child_proc c;
+    return child_start(&c, log, true, argv) ? c.pid : -1;
 }
 
 /* Start `clusterfctl register web <backend>` on endpoints eps with ttl_s; its pid. */
