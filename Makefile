@@ -69,9 +69,14 @@ tests: all $(TEST_BINS) $(VM_GUESTS) $(BENCHES) $(BENCH_GUESTS)
 test: tests
 	BUILD=$(BUILD) scripts/run-tests
 
-# The same suites under AddressSanitizer + UndefinedBehaviorSanitizer, in build-asan/.
+# The same suites under AddressSanitizer + UndefinedBehaviorSanitizer (+ LeakSanitizer at
+# exit), in build-asan/. Every sanitized process writes its reports under
+# build-asan/sanitizer/<suite>/ (scripts/run-tests; in the VM scripts/vm-sanitized), and any
+# report fails its suite, daemons and VM guests included.
+ASAN_RUN_OPTIONS := detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=0
 asan:
-	$(MAKE) BUILD=build-asan OPT="-O1 -g" \
+	CLUSTERF_SANITIZER_REPORTS=$(CURDIR)/build-asan/sanitizer ASAN_OPTIONS=$(ASAN_RUN_OPTIONS) \
+	UBSAN_OPTIONS=print_stacktrace=1 $(MAKE) BUILD=build-asan OPT="-O1 -g" \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 
 # Every scale figure of issue #8 next to its reference (tests/bench/run-bench: native + VM),
