@@ -83,10 +83,11 @@ asan:
 # The compiled unit and native integration suites under valgrind memcheck, with the daemons
 # and clusterfctl they start (tests/memcheck/mkwrap makes $(BUILD)-memcheck/, whose programs run
 # under tests/memcheck/vg). An error or a definite leak in any of them fails its suite; logs in
-# $(BUILD)-memcheck/reports/<suite>/.
+# $(BUILD)-memcheck/reports/<suite>/. Under valgrind gRPC and TLS run many times slower: the
+# programs get 30 s per etcd request (CLUSTERF_ETCD_TIMEOUT) instead of 5 s.
 memcheck: tests
 	tests/memcheck/mkwrap $(BUILD) $(BUILD)-memcheck
-	CLUSTERF_SANITIZER_REPORTS=$(CURDIR)/$(BUILD)-memcheck/reports \
+	CLUSTERF_ETCD_TIMEOUT=30s CLUSTERF_SANITIZER_REPORTS=$(CURDIR)/$(BUILD)-memcheck/reports \
 	CLUSTERF_SUITE_WRAPPER=$(CURDIR)/tests/memcheck/vg BUILD=$(BUILD)-memcheck \
 	  scripts/run-tests memcheck/tests/unit/ memcheck/tests/integration/
 
