@@ -65,8 +65,9 @@ int lb_table_take(lb_table *dst, lb_table *src)
     for (size_t i = 0; i < src->warnings.n; i++)
         if (config_strs_push(&dst->warnings, src->warnings.v[i]) < 0)
             return -ENOMEM;
-    memcpy(dst->services + dst->n_services, src->services,
-           src->n_services * sizeof *src->services);
+    if (src->n_services > 0) /* an empty src may have no array: memcpy(NULL) is undefined */
+        memcpy(dst->services + dst->n_services, src->services,
+               src->n_services * sizeof *src->services);
     dst->n_services += src->n_services;
     src->n_services = 0;
     lb_table_free(src);

@@ -7,6 +7,9 @@
 set -u
 cd "$(dirname "$0")/../.."
 repo=$PWD
+# The fake tree's own defaults, whatever run started this one (make asan exports BUILD and
+# the sanitizer hooks).
+unset BUILD CLUSTERF_SANITIZER_REPORTS CLUSTERF_SUITE_WRAPPER
 PASS=0 FAIL=0
 ok() { PASS=$((PASS + 1)); echo "ok   $1"; }
 bad() { FAIL=$((FAIL + 1)); echo "FAIL $1"; }
