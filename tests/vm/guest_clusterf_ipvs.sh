@@ -13,8 +13,7 @@ LOG=/tmp/ipvs.log
 ETCD_PID= IPVS_PID=
 export ETCDCTL_API=3
 
-ok() { PASS=$((PASS + 1)); echo "ok   $1"; }
-bad() { FAIL=$((FAIL + 1)); echo "FAIL $1"; }
+. /vm/guest_lib.sh   # ok, bad, check, wait_for (tests/vm/guest_lib.sh)
 ec() { etcdctl --endpoints=$EP "$@" > /dev/null; }
 
 start_etcd() {
@@ -91,19 +90,6 @@ expect() {
     ok "$1"
 }
 
-# check NAME CMD...: pass when CMD succeeds.
-check() { name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
-
-# wait_for NAME SECONDS CMD...: pass when CMD succeeds within SECONDS.
-wait_for() {
-    name=$1 limit=$(($2 * 5)); shift 2
-    i=0
-    while ! "$@"; do
-        i=$((i + 1)); [ $i -gt $limit ] && { bad "$name"; return 1; }
-        sleep 0.2
-    done
-    ok "$name"
-}
 
 # want SCENARIO: true when it is to run; names it for the checks of stop_ipvs.
 want() { SCENARIO=$1; [ -z "$FILTER" ] || case "$1" in *"$FILTER"*) return 0;; *) return 1;; esac; }

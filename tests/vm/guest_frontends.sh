@@ -23,17 +23,7 @@ EP_ALL=http://10.99.1.254:2379,http://10.99.2.254:2379,http://10.99.3.254:2379
 WRITE_EP=$EP_ALL        # the writer's endpoints (without a member that is down)
 export ETCDCTL_API=3
 
-. /vm/guest_lib.sh   # ok, bad, check, now_cs, the churn writer (tests/vm/guest_lib.sh)
-# wait_for NAME SECONDS CMD...: pass when CMD succeeds within SECONDS.
-wait_for() {
-    name=$1 limit=$(($2 * 5)); shift 2
-    i=0
-    while ! "$@"; do
-        i=$((i + 1)); [ $i -gt $limit ] && { bad "$name"; return 1; }
-        sleep 0.2
-    done
-    ok "$name"
-}
+. /vm/guest_lib.sh   # ok, bad, check, wait_for, now_cs, the churn writer (tests/vm/guest_lib.sh)
 want() { [ -z "$FILTER" ] || case "$1" in *"$FILTER"*) return 0;; *) return 1;; esac; }
 ec() { etcdctl --endpoints=$WRITE_EP --command-timeout=30s "$@" > /dev/null; }
 

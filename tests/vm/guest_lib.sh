@@ -1,5 +1,5 @@
 # guest_lib.sh -- shared pieces of the VM guest suites (sourced: . /vm/guest_lib.sh; shipped
-# into every guest by tests/vm/run-guest): the pass/fail counters, centisecond time, and the
+# into every guest by tests/vm/run-guest): the pass/fail counters and waits, centisecond time, and the
 # churn writer -- random config changes written through etcd's JSON gateway, mirrored in a
 # model of what etcd holds, and the IPVS table that model implies.
 #
@@ -24,6 +24,16 @@
 ok() { PASS=$((PASS + 1)); echo "ok   $1"; }
 bad() { FAIL=$((FAIL + 1)); echo "FAIL $1"; }
 check() { name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
+# wait_for NAME SECONDS CMD...: pass when CMD succeeds within SECONDS.
+wait_for() {
+    name=$1 limit=$(($2 * 5)); shift 2
+    i=0
+    while ! "$@"; do
+        i=$((i + 1)); [ $i -gt $limit ] && { bad "$name"; return 1; }
+        sleep 0.2
+    done
+    ok "$name"
+}
 
 # now_cs: monotonic time in centiseconds (/proc/uptime).
 # (uptime is well above 1 s here: no leading zero to read as octal)

@@ -12,21 +12,9 @@ EP=http://127.0.0.1:2379
 M=http://127.0.0.1:9101
 export ETCDCTL_API=3
 
-ok() { PASS=$((PASS + 1)); echo "ok   $1"; }
-bad() { FAIL=$((FAIL + 1)); echo "FAIL $1"; }
+. /vm/guest_lib.sh   # ok, bad, wait_for (tests/vm/guest_lib.sh; it keeps M as set above)
 ec() { etcdctl --endpoints=$EP "$@" > /dev/null; }
 finish() { echo "guest_metrics: $PASS passed, $FAIL failed, 0 skipped"; [ $FAIL = 0 ]; exit $?; }
-
-# wait_for NAME SECONDS CMD...: pass when CMD succeeds within SECONDS.
-wait_for() {
-    name=$1 limit=$(($2 * 5)); shift 2
-    i=0
-    while ! "$@"; do
-        i=$((i + 1)); [ $i -gt $limit ] && { bad "$name"; return 1; }
-        sleep 0.2
-    done
-    ok "$name"
-}
 
 start_etcd() {
     etcd --data-dir /tmp/etcd --listen-client-urls $EP --advertise-client-urls $EP \
