@@ -84,10 +84,14 @@ asan:
 # and clusterfctl they start (tests/memcheck/mkwrap makes $(BUILD)-memcheck/, whose programs run
 # under tests/memcheck/vg). An error or a definite leak in any of them fails its suite; logs in
 # $(BUILD)-memcheck/reports/<suite>/. Under valgrind gRPC and TLS run many times slower: the
-# programs get 30 s per etcd request (CLUSTERF_ETCD_TIMEOUT) instead of 5 s.
+# programs get 30 s per etcd request (CLUSTERF_ETCD_TIMEOUT) instead of 5 s, and the suites
+# multiply their time bounds (wait caps, lease TTLs, the deadlines they pass) by
+# MEMCHECK_SLOW_FACTOR (CLUSTERF_SLOW_FACTOR, tests/lib/check.h); their assertions stay.
+MEMCHECK_SLOW_FACTOR ?= 10
 memcheck: tests
 	tests/memcheck/mkwrap $(BUILD) $(BUILD)-memcheck
-	CLUSTERF_ETCD_TIMEOUT=30s CLUSTERF_SANITIZER_REPORTS=$(CURDIR)/$(BUILD)-memcheck/reports \
+	CLUSTERF_ETCD_TIMEOUT=30s CLUSTERF_SLOW_FACTOR=$(MEMCHECK_SLOW_FACTOR) \
+	CLUSTERF_SANITIZER_REPORTS=$(CURDIR)/$(BUILD)-memcheck/reports \
 	CLUSTERF_SUITE_WRAPPER=$(CURDIR)/tests/memcheck/vg BUILD=$(BUILD)-memcheck \
 	  scripts/run-tests memcheck/tests/unit/ memcheck/tests/integration/
 

@@ -30,6 +30,7 @@ static etcd_client *C;
 static int etcd_rc;  /* etcdh_start(): 0, -ENOENT (a skip), else a failure */
 static char BIN[256];
 static char *OUT, *ERR; /* output of the last run() */
+static int SLOW;        /* time bounds x this (check_slow_factor: make memcheck) */
 
 static bool ready(void)
 {
@@ -282,7 +283,7 @@ static void test_validate(void)
     char ep[64];
     snprintf(ep, sizeof ep, "http://127.0.0.1:%d", port);
     CHECK_MSG(strstr(ERR, ep) != NULL, "endpoint named: %s", ERR);
-    CHECK_MSG(clock_now_ms() - t0 < 60000, "not bounded by --etcd-timeout=2s: %lld ms",
+    CHECK_MSG(clock_now_ms() - t0 < 60000 * SLOW, "not bounded by --etcd-timeout=2s: %lld ms",
               (long long)(clock_now_ms() - t0));
     CHECK_INT(run("validate --config-path=%s/nonexistent --no-etcd", H.dir), 2);
     CHECK_MSG(strstr(ERR, "--config-path") != NULL, "%s", ERR);
@@ -304,13 +305,14 @@ static int64_t key_lease(const char *key, char *value, size_t size)
     return lease;
 }
 
-/* Start "clusterfctl register ..." in the background (tests/lib/child_proc); its pid. */
-static pid_t spawn_register(const char *service, const char *backend, const char *ttl)
+/* Start "clusterfctl register ... --ttl=TTL_S" in the background (tests/lib/child_proc); its
+ * pid. */
+static pid_t spawn_register(const char *service, const char *backend, int ttl_s)
 {
     char log[300], ep[300], t[64];
     snprintf(log, sizeof log, "%s/register.log", H.dir);
     snprintf(ep, sizeof ep, "--etcd-endpoints=%s", H.endpoints);
-    snprintf(t, sizeof t, "--ttl=%s", ttl);
+    snprintf(t, sizeof t, "--ttl=%ds", ttl_s);
     char *argv[] = {BIN, "register", (char *)service, (char *)backend, "--ipv4", "10.9.0.1",
                     "--tcp", "80", "--weight", "7", t, ep, "--etcd-prefix=/r", NULL};
     child_proc c;
@@ -334,8 +336,9 @@ static void test_register(void)
     if (!ready())
         return;
     const char *key = "/r/services/web/backends/r1";
-    pid_t pid = spawn_register("web", "r1", "2s");
-    CHECK_MSG(wait_key(key, true, 15000) >= 0, "the key appears");
+    int ttl_s = 2 * SLOW;
+    pid_t pid = spawn_register("web", "r1", ttl_s);
+    CHECK_MSG(wait_key(key, true, 15000 * SLOW) >= 0, "the key appears");
     char value[256] = "";
     int64_t lease = key_lease(key, value, sizeof value);
     CHECK_MSG(lease > 0, "on a lease: %lld", (long long)lease);
@@ -345,7 +348,7 @@ static void test_register(void)
               json_object_get_int(field(v, "weight")) == 7, "value %s", value);
     json_object_put(v);
     /* 3 TTLs: the keep-alive holds it */
-    usleep(6000 * 1000);
+    sleep(3 * ttl_s);
     CHECK_MSG(key_lease(key, NULL, 0) == lease, "still there on the same lease after 3 TTLs");
     kill(pid, SIGTERM);
     int st = 0;
@@ -359,14 +362,16 @@ static void test_register_kill9(void)
     if (!ready())
         return;
     const char *k = "/r/services/web/backends/r9";
-    pid_t pid = spawn_register("web", "r9", "2s");
-    CHECK_MSG(wait_key(k, true, 15000) >= 0, "the key appears");
+    int ttl_s = 2 * SLOW;
+    pid_t pid = spawn_register("web", "r9", ttl_s);
+    CHECK_MSG(wait_key(k, true, 15000 * SLOW) >= 0, "the key appears");
     usleep(1000 * 1000);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
-    int64_t gone = wait_key(k, false, 60000);
-    printf("  key gone %lld ms after kill -9 (TTL 2 s)\n", (long long)gone);
-    CHECK_MSG(gone >= 0, "the key outlived its lease (TTL 2 s) by 60 s after kill -9");
+    int64_t gone = wait_key(k, false, 60000 * SLOW);
+    printf("  key gone %lld ms after kill -9 (TTL %d s)\n", (long long)gone, ttl_s);
+    CHECK_MSG(gone >= 0, "the key outlived its lease (TTL %d s) by %d s after kill -9", ttl_s,
+              60 * SLOW);
 }
 
 static void test_register_lease_lost(void)
@@ -374,12 +379,12 @@ static void test_register_lease_lost(void)
     if (!ready())
         return;
     const char *k = "/r/services/web/backends/rl";
-    pid_t pid = spawn_register("web", "rl", "3s");
-    CHECK_MSG(wait_key(k, true, 15000) >= 0, "the key appears");
+    pid_t pid = spawn_register("web", "rl", 3 * SLOW);
+    CHECK_MSG(wait_key(k, true, 15000 * SLOW) >= 0, "the key appears");
     int64_t lease = key_lease(k, NULL, 0);
     CHECK_INT(etcdh_ctl(&H, "lease revoke %llx", (unsigned long long)lease), 0);
     int64_t t0 = clock_now_ms(), now = -1;
-    while (clock_now_ms() - t0 < 15000) {
+    while (clock_now_ms() - t0 < 15000 * SLOW) {
         now = key_lease(k, NULL, 0);
         if (now > 0 && now != lease)
             break;
@@ -497,9 +502,10 @@ int main(int argc, char **argv)
     check_init(argc, argv);
     const char *b = getenv("BUILD");
     snprintf(BIN, sizeof BIN, "%s/clusterfctl", b && *b ? b : "build");
+    SLOW = check_slow_factor();
     etcd_rc = etcdh_start(&H, 1);
     if (etcd_rc == 0) {
-        etcd_config cfg = {.endpoints = H.endpoints, .timeout_ms = 5000};
+        etcd_config cfg = {.endpoints = H.endpoints, .timeout_ms = 5000 * SLOW};
         etcd_error err = {0};
         if (etcd_client_new(&cfg, &C, &err) < 0)
             etcd_rc = -EIO;

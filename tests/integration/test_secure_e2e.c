@@ -17,6 +17,7 @@
 
 static etcdh H;
 static char BUILD[200], TLS[1200], OUT[1 << 16];
+static int SLOW; /* time bounds x this (check_slow_factor: make memcheck) */
 
 /* Run a shell command line; its output (stdout + stderr) in OUT; its exit status (128 + signal
  * when killed). */
@@ -37,6 +38,16 @@ static int sh(const char *fmt, ...)
     if (f)
         fclose(f);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Wait up to cap_ms for a line matching the grep pattern in the file H.dir/log; true when one
+ * came. */
+static bool wait_log(const char *log, const char *pattern, int cap_ms)
+{
+    for (int waited = 0; waited <= cap_ms; waited += 100, usleep(100 * 1000))
+        if (sh("grep -q -- '%s' %s/%s", pattern, H.dir, log) == 0)
+            return true;
+    return false;
 }
 
 /* root (for the test), reader (read /clusterf/), writer (readwrite /clusterf/services/). */
@@ -67,31 +78,27 @@ static void test_programs_work(void)
     snprintf(pwf, sizeof pwf, "%s/writer.pw", H.dir);
     FILE *f = fopen(pwf, "w");
     CHECK(f && fputs("writepw\n", f) >= 0 && fclose(f) == 0);
-    CHECK_INT(sh("%s/clusterfctl register web b1 --ipv4 10.1.0.1 --tcp 80 --ttl 5s %s "
+    CHECK_INT(sh("%s/clusterfctl register web b1 --ipv4 10.1.0.1 --tcp 80 --ttl %ds %s "
                  "--etcd-user=writer --etcd-password-file=%s > %s/reg.log 2>&1 & echo $! > %s/reg.pid",
-                 BUILD, TLS, pwf, H.dir, H.dir), 0);
+                 BUILD, 5 * SLOW, TLS, pwf, H.dir, H.dir), 0);
     /* clusterf-ipvs, dry run, as the reader: reads, then follows the watch across several
      * 2 s token lifetimes */
     CHECK_INT(sh("CLUSTERF_ETCD_PASSWORD=readpw %s/clusterf-ipvs --dry-run %s --etcd-user=reader "
                  "--state-dir= --resync-interval=0 --log-level=debug > %s/ipvs.log 2>&1 & "
                  "echo $! > %s/ipvs.pid", BUILD, TLS, H.dir, H.dir), 0);
-    bool seen = false;
-    for (int i = 0; i < 200 && !seen; i++, usleep(100000))
-        seen = sh("grep -q 'dest=10.1.0.1:80' %s/ipvs.log", H.dir) == 0;
-    CHECK_MSG(seen, "the registered backend reached clusterf-ipvs");
+    CHECK_MSG(wait_log("ipvs.log", "dest=10.1.0.1:80", 20000 * SLOW),
+              "the registered backend reached clusterf-ipvs");
     sleep(5); /* beyond two token lifetimes */
     put_root("/clusterf/services/web/backends/late", "{\"ipv4\":\"10.1.0.9\",\"tcp\":80}");
-    seen = false;
-    for (int i = 0; i < 200 && !seen; i++, usleep(100000))
-        seen = sh("grep -q 'dest=10.1.0.9:80' %s/ipvs.log", H.dir) == 0;
-    CHECK_MSG(seen, "a put after the token expired reached clusterf-ipvs through its watch");
+    CHECK_MSG(wait_log("ipvs.log", "dest=10.1.0.9:80", 20000 * SLOW),
+              "a put after the token expired reached clusterf-ipvs through its watch");
     CHECK_INT(sh("grep -c 'level=error' %s/ipvs.log", H.dir), 1); /* grep: no match -> 1 */
     /* the password is in no process's argv */
     CHECK_INT(sh("grep -l -a 'readpw\\|writepw' /proc/$(cat %s/ipvs.pid)/cmdline "
                  "/proc/$(cat %s/reg.pid)/cmdline", H.dir, H.dir), 1);
-    CHECK_INT(sh("kill -TERM $(cat %s/ipvs.pid) $(cat %s/reg.pid); sleep 1; "
-                 "grep -q 'exiting' %s/ipvs.log", H.dir, H.dir, H.dir), 0);
-    CHECK_INT(sh("grep -q -i 'revoked' %s/reg.log", H.dir), 0);
+    CHECK_INT(sh("kill -TERM $(cat %s/ipvs.pid) $(cat %s/reg.pid)", H.dir, H.dir), 0);
+    CHECK_MSG(wait_log("ipvs.log", "exiting", 10000 * SLOW), "clusterf-ipvs logged its exit");
+    CHECK_MSG(wait_log("reg.log", "revoked", 10000 * SLOW), "clusterfctl register revoked its lease");
 }
 
 /* Each mistake: a clear message, an exit status, no crash. */
@@ -111,8 +118,8 @@ static void test_mistakes_fail_clearly(void)
         else
             snprintf(flags, sizeof flags, cases[i].flags, H.ca, H.cert, H.key);
         int rc = sh("CLUSTERF_ETCD_PASSWORD=%s %s/clusterfctl get --etcd-endpoints=%s %s "
-                    "--etcd-user=reader --etcd-timeout=3s", i == 2 ? "nope" : "readpw", BUILD,
-                    H.endpoints, flags);
+                    "--etcd-user=reader --etcd-timeout=%ds", i == 2 ? "nope" : "readpw", BUILD,
+                    H.endpoints, flags, 3 * SLOW);
         CHECK_MSG(rc > 0 && rc < 128, "%s: clusterfctl exit %d", cases[i].what, rc);
         CHECK_MSG(strstr(OUT, cases[i].want), "%s: message: %s", cases[i].what, OUT);
         printf("  %s: exit %d: %.200s", cases[i].what, rc, OUT);
@@ -122,6 +129,7 @@ static void test_mistakes_fail_clearly(void)
 int main(int argc, char **argv)
 {
     check_init(argc, argv);
+    SLOW = check_slow_factor();
     const char *b = getenv("BUILD");
     snprintf(BUILD, sizeof BUILD, "%s", b && *b ? b : "build");
     H.tls = true;

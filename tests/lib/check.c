@@ -94,6 +94,20 @@ bool check_failed(void)
     return cur_failed || cur_skipped;
 }
 
+int check_slow_factor(void)
+{
+    const char *v = getenv("CLUSTERF_SLOW_FACTOR");
+    if (!v || !*v)
+        return 1;
+    char *end;
+    long f = strtol(v, &end, 10);
+    if (*end != '\0' || f < 1 || f > 1000) {
+        printf("  CLUSTERF_SLOW_FACTOR=%s is not a whole number 1..1000: using 1\n", v);
+        return 1;
+    }
+    return (int)f;
+}
+
 int check_end(void)
 {
     printf("%s: %d passed, %d failed, %d skipped\n", check_prog, n_passed, n_failed, n_skipped);

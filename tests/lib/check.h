@@ -26,6 +26,11 @@ void check_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 bool check_need(int start_rc, const char *what);
 /* True when the current test has recorded a failure or skip. */
 bool check_failed(void);
+/* The factor a suite multiplies its time bounds by (wait caps, lease TTLs, deadlines it passes
+ * to the programs): CLUSTERF_SLOW_FACTOR, a whole number 1..1000 (make memcheck sets it, its
+ * programs running under valgrind many times slower), else 1. Only bounds scale, never what a
+ * check asserts. */
+int check_slow_factor(void);
 
 #define CHECK(c) ((c) ? true : check_fail(__FILE__, __LINE__, "CHECK(%s)", #c))
 #define CHECK_MSG(c, ...) ((c) ? true : check_fail(__FILE__, __LINE__, __VA_ARGS__))
