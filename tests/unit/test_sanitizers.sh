@@ -3,7 +3,8 @@
 # a unit suite (test_common) under valgrind memcheck is clean; a definite leak makes
 # tests/memcheck/vg fail; scripts/run-tests fails a suite on a sanitizer report from a process
 # it started in the background (a daemon), on one from the suite itself, and on a valgrind
-# log with errors (CLUSTERF_SUITE_WRAPPER), and passes a clean one; scripts/vm-sanitized (the
+# log with errors (CLUSTERF_SUITE_WRAPPER; also a daemon's log cut short by kill -9), and
+# passes a clean one; scripts/vm-sanitized (the
 # VM guest's wrapper) prints a report and fails. Sanitized programs are tiny C files compiled
 # here with the flags of `make asan`. Prints "test_sanitizers: N passed, N failed, N skipped".
 set -u
@@ -119,6 +120,40 @@ sed 's/^/    | /' "$out"
 check "a suite with a definite leak under CLUSTERF_SUITE_WRAPPER=vg fails" \
     grep -qE '^--- unit/test_g_leak: 1 passed, [12] failed, 0 skipped' "$out"
 check "... and its valgrind log is shown" grep -q 'definitely lost' "$out"
+check "... the run fails" test $rc = 1
+
+# badkill.c: an invalid read, then it waits to be killed. test_h_killed.sh starts it under vg
+# (as a suite starts a daemon) and kills it -9 (valgrind writes a summary when a program kills
+# itself, not when it is killed): its log has the error record but no error summary.
+cat > "$tmp/badkill.c" <<'C'
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+int main(void)
+{
+    volatile char *p = malloc(8);
+    printf("read %d\n", p[8]); /* one past the block */
+    fflush(stdout);
+    for (;;)
+        pause();
+}
+C
+cc -O0 -g -o "$tmp/badkill" "$tmp/badkill.c"
+cat > "$tree/tests/unit/test_h_killed.sh" <<SH
+#!/usr/bin/env bash
+$repo/tests/memcheck/vg $tmp/badkill > $tmp/badkill.out 2>&1 &
+for i in \$(seq 600); do grep -q read $tmp/badkill.out && break; sleep 0.1; done
+kill -9 \$!; wait \$!
+echo "test_h_killed: 1 passed, 0 failed, 0 skipped"
+SH
+chmod +x "$tree/tests/unit/test_h_killed.sh"
+CLUSTERF_TESTS_ROOT=$tree CLUSTERF_SANITIZER_REPORTS=$tmp/reports "$repo/scripts/run-tests" test_h_ \
+    > "$out" 2>&1
+rc=$?
+sed 's/^/    | /' "$out"
+check "a daemon killed -9 under vg after an error (no error summary) fails its suite" \
+    grep -qE '^--- unit/test_h_killed.sh: 1 passed, 1 failed, 0 skipped' "$out"
+check "... and its valgrind log is shown" grep -q 'Invalid read of size 1' "$out"
 check "... the run fails" test $rc = 1
 
 # --- the VM guest's wrapper, on the host
