@@ -50,6 +50,33 @@ static bool wait_log(const char *log, const char *pattern, int cap_ms)
     return false;
 }
 
+/* True when the process whose pid is in the file H.dir/pidfile has ended (gone, or a zombie
+ * nobody reaped yet): polled up to cap_ms. Under make memcheck, its valgrind log is whole then. */
+static bool wait_exit(const char *pidfile, int cap_ms)
+{
+    char path[300], state = 0;
+    snprintf(path, sizeof path, "%s/%s", H.dir, pidfile);
+    FILE *f = fopen(path, "r");
+    int pid = 0;
+    if (!f || fscanf(f, "%d", &pid) != 1 || pid <= 0) {
+        if (f)
+            fclose(f);
+        return false;
+    }
+    fclose(f);
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    for (int waited = 0; waited <= cap_ms; waited += 100, usleep(100 * 1000)) {
+        f = fopen(path, "r");
+        if (!f)
+            return true;
+        bool read = fscanf(f, "%*d (%*[^)]) %c", &state) == 1;
+        fclose(f);
+        if (read && state == 'Z')
+            return true;
+    }
+    return false;
+}
+
 /* root (for the test), reader (read /clusterf/), writer (readwrite /clusterf/services/). */
 static int setup_auth(void)
 {
@@ -99,6 +126,8 @@ static void test_programs_work(void)
     CHECK_INT(sh("kill -TERM $(cat %s/ipvs.pid) $(cat %s/reg.pid)", H.dir, H.dir), 0);
     CHECK_MSG(wait_log("ipvs.log", "exiting", 10000 * SLOW), "clusterf-ipvs logged its exit");
     CHECK_MSG(wait_log("reg.log", "revoked", 10000 * SLOW), "clusterfctl register revoked its lease");
+    CHECK_MSG(wait_exit("ipvs.pid", 10000 * SLOW), "clusterf-ipvs exited after SIGTERM");
+    CHECK_MSG(wait_exit("reg.pid", 10000 * SLOW), "clusterfctl register exited after SIGTERM");
 }
 
 /* Each mistake: a clear message, an exit status, no crash. */
