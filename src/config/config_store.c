@@ -7,32 +7,34 @@
 #include "config/config_int.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* One source's view of one key. */
 /* One source's view of one key; allocated while the source holds the key (most keys come
- * from one source only, so a node carries pointers, not three slots). */
+ * from one source only, so a node carries pointers, not three slots), and only as large as
+ * its kind's value (slot_size): a backend's slot does not carry a frontend's bytes. */
 typedef struct cfg_slot {
     bool has_value; /* value is valid: the current one, or the last one when stale */
     bool seen;      /* sync_begin/sync_end mark */
     int64_t revision;
     char *error;    /* why the current text is invalid; NULL when it is valid */
-    config_value value;
+    config_value value; /* only value.kind and the member of the node's kind exist */
 } cfg_slot;
 
 typedef struct cfg_svc cfg_svc;
 
+/* One key: one allocation, the key's text at its end. */
 typedef struct cfg_node {
-    char *key; /* canonical relative key, owned */
-    size_t key_len;
-    enum config_kind kind;
-    const char *name; /* backend or route name, inside key */
     cfg_svc *svc;     /* frontends and backends */
     size_t idx;       /* position in svc->backends or store->routes */
     cfg_slot *slot[CONFIG_SOURCE_COUNT]; /* NULL: the source does not hold the key */
+    const char *name; /* backend or route name, inside key */
+    uint32_t key_len;
+    enum config_kind kind;
+    char key[];       /* canonical relative key, NUL-terminated */
 } cfg_node;
 
 struct cfg_svc {
@@ -91,6 +93,15 @@ static int in_force(const config_store *s, const cfg_node *n)
     return -1;
 }
 
+/* Bytes of a value of kind: its kind and the union member it uses. */
+static size_t value_size(enum config_kind kind)
+{
+    size_t u = offsetof(config_value, u);
+    if (kind == CONFIG_FRONTEND)
+        return u + sizeof(config_frontend);
+    return u + (kind == CONFIG_BACKEND ? sizeof(config_backend) : sizeof(config_route));
+}
+
 static const config_value *value_in_force(const config_store *s, const cfg_node *n)
 {
     int src = n ? in_force(s, n) : -1;
@@ -133,7 +144,6 @@ static void node_free(cfg_node *n)
             free(n->slot[i]->error);
         free(n->slot[i]);
     }
-    free(n->key);
     free(n);
 }
 
@@ -246,12 +256,14 @@ static int node_attach(config_store *s, cfg_node *n, const config_key *k)
 
 static cfg_node *node_new(config_store *s, const config_key *k, const char *key, size_t len)
 {
-    cfg_node *n = calloc(1, sizeof *n);
-    if (!n || !(n->key = malloc(len + 1)))
-        goto fail;
+    if (len > UINT32_MAX)
+        return NULL;
+    cfg_node *n = calloc(1, sizeof *n + len + 1);
+    if (!n)
+        return NULL;
     memcpy(n->key, key, len);
     n->key[len] = '\0';
-    n->key_len = len;
+    n->key_len = (uint32_t)len;
     n->kind = k->kind;
     n->name = n->key + len - strlen(k->name);
     if (node_attach(s, n, k) < 0)
@@ -268,8 +280,6 @@ static cfg_node *node_new(config_store *s, const config_key *k, const char *key,
     if (n->svc)
         svc_gc(s, n->svc);
 fail:
-    if (n)
-        free(n->key);
     free(n);
     return NULL;
 }
@@ -488,7 +498,7 @@ static void snapshot(const config_store *s, const cfg_node *n, before *b)
 {
     b->src = in_force(s, n);
     if (b->src >= 0)
-        memcpy(&b->value, &n->slot[b->src]->value, sizeof b->value);
+        memcpy(&b->value, &n->slot[b->src]->value, value_size(n->kind));
 }
 
 /* After a slot changed: record what the change touched and update the indexes. */
@@ -497,7 +507,7 @@ static int after_change(config_store *s, cfg_node *n, const before *b, config_re
     const config_value *now = value_in_force(s, n);
     if (n->kind == CONFIG_ROUTE) /* the route list points at slots: rebuild it even when */
         s->routes_dirty = true;  /* only the slot in force changed, not its value */
-    if ((b->src < 0) == !now && (!now || memcmp(&b->value, now, sizeof *now) == 0))
+    if ((b->src < 0) == !now && (!now || memcmp(&b->value, now, value_size(n->kind)) == 0))
         return 0;
     out->changed = true;
     if (n->kind == CONFIG_ROUTE) { /* the backends under the old and the new prefix */
@@ -529,11 +539,12 @@ static void slot_clear_error(config_store *s, cfg_slot *sl)
     }
 }
 
-/* The slot of src, allocated (empty) when the source did not hold the key; NULL on ENOMEM. */
+/* The slot of src, allocated (empty, sized for the node's kind) when the source did not hold
+ * the key; NULL on ENOMEM. */
 static cfg_slot *slot_get(cfg_node *n, int src)
 {
     if (!n->slot[src])
-        n->slot[src] = calloc(1, sizeof *n->slot[src]);
+        n->slot[src] = calloc(1, offsetof(cfg_slot, value) + value_size(n->kind));
     return n->slot[src];
 }
 
@@ -562,7 +573,7 @@ static int apply_valid(config_store *s, cfg_node *n, int src, const config_event
     slot_clear_error(s, sl);
     sl->has_value = sl->seen = true;
     sl->revision = ev->revision;
-    memcpy(&sl->value, v, sizeof sl->value);
+    memcpy(&sl->value, v, value_size(n->kind));
     return after_change(s, n, &b, out);
 }
 
