@@ -26,16 +26,23 @@ typedef struct cfg_slot {
 
 typedef struct cfg_svc cfg_svc;
 
-/* One key: one allocation, the key's text at its end. */
+/* One key: one allocation, the key's text at its end (a valid key is at most ~530 bytes:
+ * its length and its name's offset fit 16 bits). */
 typedef struct cfg_node {
     cfg_svc *svc;     /* frontends and backends */
-    size_t idx;       /* position in svc->backends or store->routes */
     cfg_slot *slot[CONFIG_SOURCE_COUNT]; /* NULL: the source does not hold the key */
-    const char *name; /* backend or route name, inside key */
-    uint32_t key_len;
-    enum config_kind kind;
+    uint32_t idx;     /* position in svc->backends or store->routes */
+    uint16_t key_len;
+    uint16_t name_off; /* the backend or route name: key + name_off */
+    uint8_t kind;     /* enum config_kind */
     char key[];       /* canonical relative key, NUL-terminated */
 } cfg_node;
+
+/* The backend or route name of n ("" for a frontend). */
+static const char *node_name(const cfg_node *n)
+{
+    return n->key + n->name_off;
+}
 
 struct cfg_svc {
     char *name;
@@ -232,7 +239,7 @@ static int node_attach(config_store *s, cfg_node *n, const config_key *k)
     if (n->kind == CONFIG_ROUTE) {
         if (vec_grow((void **)&s->routes, &s->cap_routes, s->n_routes + 1, sizeof *s->routes) < 0)
             return -ENOMEM;
-        n->idx = s->n_routes;
+        n->idx = (uint32_t)s->n_routes;
         s->routes[s->n_routes++] = n;
         return 0;
     }
@@ -248,7 +255,7 @@ static int node_attach(config_store *s, cfg_node *n, const config_key *k)
         svc_gc(s, svc);
         return -ENOMEM;
     }
-    n->idx = svc->n_backends;
+    n->idx = (uint32_t)svc->n_backends;
     svc->backends[svc->n_backends++] = n;
     svc->sorted = false;
     return 0;
@@ -256,16 +263,16 @@ static int node_attach(config_store *s, cfg_node *n, const config_key *k)
 
 static cfg_node *node_new(config_store *s, const config_key *k, const char *key, size_t len)
 {
-    if (len > UINT32_MAX)
+    if (len > UINT16_MAX)
         return NULL;
-    cfg_node *n = calloc(1, sizeof *n + len + 1);
+    cfg_node *n = calloc(1, offsetof(cfg_node, key) + len + 1);
     if (!n)
         return NULL;
     memcpy(n->key, key, len);
     n->key[len] = '\0';
-    n->key_len = (uint32_t)len;
-    n->kind = k->kind;
-    n->name = n->key + len - strlen(k->name);
+    n->key_len = (uint16_t)len;
+    n->kind = (uint8_t)k->kind;
+    n->name_off = (uint16_t)(len - strlen(k->name));
     if (node_attach(s, n, k) < 0)
         goto fail;
     if (bytemap_put(&s->nodes, n->key, len, n) == 0)
@@ -717,7 +724,7 @@ const config_frontend *config_store_frontend(const config_store *s, const char *
 
 static int node_name_cmp(const void *a, const void *b)
 {
-    return strcmp((*(cfg_node *const *)a)->name, (*(cfg_node *const *)b)->name);
+    return strcmp(node_name(*(cfg_node *const *)a), node_name(*(cfg_node *const *)b));
 }
 
 int config_store_foreach_backend(config_store *s, const char *service, config_backend_fn fn,
@@ -730,12 +737,12 @@ int config_store_foreach_backend(config_store *s, const char *service, config_ba
         if (svc->n_backends > 1)
             qsort(svc->backends, svc->n_backends, sizeof *svc->backends, node_name_cmp);
         for (size_t i = 0; i < svc->n_backends; i++)
-            svc->backends[i]->idx = i;
+            svc->backends[i]->idx = (uint32_t)i;
         svc->sorted = true;
     }
     for (size_t i = 0; i < svc->n_backends; i++) {
         const config_value *v = value_in_force(s, svc->backends[i]);
-        int r = v ? fn(svc->backends[i]->name, &v->u.backend, ctx) : 0;
+        int r = v ? fn(node_name(svc->backends[i]), &v->u.backend, ctx) : 0;
         if (r)
             return r;
     }
@@ -787,7 +794,7 @@ long config_store_routes(config_store *s, const config_route_ref **out)
         for (size_t i = 0; i < s->n_routes; i++) {
             const config_value *v = value_in_force(s, s->routes[i]);
             if (v)
-                eff[s->n_eff++] = (config_route_ref){s->routes[i]->name, &v->u.route};
+                eff[s->n_eff++] = (config_route_ref){node_name(s->routes[i]), &v->u.route};
         }
         if (s->n_eff > 1)
             qsort(eff, s->n_eff, sizeof *eff, route_ref_cmp);
@@ -810,7 +817,7 @@ static int entry_emit(config_store *s, const cfg_node *n, config_entry_fn fn, vo
         if (!sl)
             continue;
         config_entry e = {
-            .key = n->key, .kind = n->kind, .source = (enum config_source)src,
+            .key = n->key, .kind = (enum config_kind)n->kind, .source = (enum config_source)src,
             .value = sl->has_value ? &sl->value : NULL, .in_force = src == force,
             .stale = sl->has_value && sl->error, .error = sl->error, .revision = sl->revision,
         };
