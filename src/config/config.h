@@ -281,7 +281,8 @@ typedef struct config_entry {
     const char *key;           /* relative key */
     enum config_kind kind;
     enum config_source source;
-    const config_value *value; /* last valid value, or NULL (invalid on a cold start) */
+    const config_value *value; /* last valid value, or NULL (invalid on a cold start); only
+                                * its kind and the union member of that kind are stored */
     bool in_force;             /* this is the value the merged view uses */
     bool stale;                /* the current text is invalid; value is the last valid one */
     const char *error;         /* why the current text is invalid, or NULL */

@@ -7,33 +7,42 @@
 #include "config/config_int.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* One source's view of one key. */
 /* One source's view of one key; allocated while the source holds the key (most keys come
- * from one source only, so a node carries pointers, not three slots). */
+ * from one source only, so a node carries pointers, not three slots), and only as large as
+ * its kind's value (slot_size): a backend's slot does not carry a frontend's bytes. */
 typedef struct cfg_slot {
     bool has_value; /* value is valid: the current one, or the last one when stale */
     bool seen;      /* sync_begin/sync_end mark */
     int64_t revision;
     char *error;    /* why the current text is invalid; NULL when it is valid */
-    config_value value;
+    config_value value; /* only value.kind and the member of the node's kind exist */
 } cfg_slot;
 
 typedef struct cfg_svc cfg_svc;
 
+/* One key: one allocation, the key's text at its end (a valid key is at most ~530 bytes:
+ * its length and its name's offset fit 16 bits). */
 typedef struct cfg_node {
-    char *key; /* canonical relative key, owned */
-    size_t key_len;
-    enum config_kind kind;
-    const char *name; /* backend or route name, inside key */
     cfg_svc *svc;     /* frontends and backends */
-    size_t idx;       /* position in svc->backends or store->routes */
     cfg_slot *slot[CONFIG_SOURCE_COUNT]; /* NULL: the source does not hold the key */
+    uint32_t idx;     /* position in svc->backends or store->routes */
+    uint16_t key_len;
+    uint16_t name_off; /* the backend or route name: key + name_off */
+    uint8_t kind;     /* enum config_kind */
+    char key[];       /* canonical relative key, NUL-terminated */
 } cfg_node;
+
+/* The backend or route name of n ("" for a frontend). */
+static const char *node_name(const cfg_node *n)
+{
+    return n->key + n->name_off;
+}
 
 struct cfg_svc {
     char *name;
@@ -91,6 +100,15 @@ static int in_force(const config_store *s, const cfg_node *n)
     return -1;
 }
 
+/* Bytes of a value of kind: its kind and the union member it uses. */
+static size_t value_size(enum config_kind kind)
+{
+    size_t u = offsetof(config_value, u);
+    if (kind == CONFIG_FRONTEND)
+        return u + sizeof(config_frontend);
+    return u + (kind == CONFIG_BACKEND ? sizeof(config_backend) : sizeof(config_route));
+}
+
 static const config_value *value_in_force(const config_store *s, const cfg_node *n)
 {
     int src = n ? in_force(s, n) : -1;
@@ -133,7 +151,6 @@ static void node_free(cfg_node *n)
             free(n->slot[i]->error);
         free(n->slot[i]);
     }
-    free(n->key);
     free(n);
 }
 
@@ -222,7 +239,7 @@ static int node_attach(config_store *s, cfg_node *n, const config_key *k)
     if (n->kind == CONFIG_ROUTE) {
         if (vec_grow((void **)&s->routes, &s->cap_routes, s->n_routes + 1, sizeof *s->routes) < 0)
             return -ENOMEM;
-        n->idx = s->n_routes;
+        n->idx = (uint32_t)s->n_routes;
         s->routes[s->n_routes++] = n;
         return 0;
     }
@@ -238,7 +255,7 @@ static int node_attach(config_store *s, cfg_node *n, const config_key *k)
         svc_gc(s, svc);
         return -ENOMEM;
     }
-    n->idx = svc->n_backends;
+    n->idx = (uint32_t)svc->n_backends;
     svc->backends[svc->n_backends++] = n;
     svc->sorted = false;
     return 0;
@@ -246,14 +263,16 @@ static int node_attach(config_store *s, cfg_node *n, const config_key *k)
 
 static cfg_node *node_new(config_store *s, const config_key *k, const char *key, size_t len)
 {
-    cfg_node *n = calloc(1, sizeof *n);
-    if (!n || !(n->key = malloc(len + 1)))
-        goto fail;
+    if (len > UINT16_MAX)
+        return NULL;
+    cfg_node *n = calloc(1, offsetof(cfg_node, key) + len + 1);
+    if (!n)
+        return NULL;
     memcpy(n->key, key, len);
     n->key[len] = '\0';
-    n->key_len = len;
-    n->kind = k->kind;
-    n->name = n->key + len - strlen(k->name);
+    n->key_len = (uint16_t)len;
+    n->kind = (uint8_t)k->kind;
+    n->name_off = (uint16_t)(len - strlen(k->name));
     if (node_attach(s, n, k) < 0)
         goto fail;
     if (bytemap_put(&s->nodes, n->key, len, n) == 0)
@@ -268,8 +287,6 @@ static cfg_node *node_new(config_store *s, const config_key *k, const char *key,
     if (n->svc)
         svc_gc(s, n->svc);
 fail:
-    if (n)
-        free(n->key);
     free(n);
     return NULL;
 }
@@ -488,7 +505,7 @@ static void snapshot(const config_store *s, const cfg_node *n, before *b)
 {
     b->src = in_force(s, n);
     if (b->src >= 0)
-        memcpy(&b->value, &n->slot[b->src]->value, sizeof b->value);
+        memcpy(&b->value, &n->slot[b->src]->value, value_size(n->kind));
 }
 
 /* After a slot changed: record what the change touched and update the indexes. */
@@ -497,7 +514,7 @@ static int after_change(config_store *s, cfg_node *n, const before *b, config_re
     const config_value *now = value_in_force(s, n);
     if (n->kind == CONFIG_ROUTE) /* the route list points at slots: rebuild it even when */
         s->routes_dirty = true;  /* only the slot in force changed, not its value */
-    if ((b->src < 0) == !now && (!now || memcmp(&b->value, now, sizeof *now) == 0))
+    if ((b->src < 0) == !now && (!now || memcmp(&b->value, now, value_size(n->kind)) == 0))
         return 0;
     out->changed = true;
     if (n->kind == CONFIG_ROUTE) { /* the backends under the old and the new prefix */
@@ -529,11 +546,12 @@ static void slot_clear_error(config_store *s, cfg_slot *sl)
     }
 }
 
-/* The slot of src, allocated (empty) when the source did not hold the key; NULL on ENOMEM. */
+/* The slot of src, allocated (empty, sized for the node's kind) when the source did not hold
+ * the key; NULL on ENOMEM. */
 static cfg_slot *slot_get(cfg_node *n, int src)
 {
     if (!n->slot[src])
-        n->slot[src] = calloc(1, sizeof *n->slot[src]);
+        n->slot[src] = calloc(1, offsetof(cfg_slot, value) + value_size(n->kind));
     return n->slot[src];
 }
 
@@ -562,7 +580,7 @@ static int apply_valid(config_store *s, cfg_node *n, int src, const config_event
     slot_clear_error(s, sl);
     sl->has_value = sl->seen = true;
     sl->revision = ev->revision;
-    memcpy(&sl->value, v, sizeof sl->value);
+    memcpy(&sl->value, v, value_size(n->kind));
     return after_change(s, n, &b, out);
 }
 
@@ -706,7 +724,7 @@ const config_frontend *config_store_frontend(const config_store *s, const char *
 
 static int node_name_cmp(const void *a, const void *b)
 {
-    return strcmp((*(cfg_node *const *)a)->name, (*(cfg_node *const *)b)->name);
+    return strcmp(node_name(*(cfg_node *const *)a), node_name(*(cfg_node *const *)b));
 }
 
 int config_store_foreach_backend(config_store *s, const char *service, config_backend_fn fn,
@@ -719,12 +737,12 @@ int config_store_foreach_backend(config_store *s, const char *service, config_ba
         if (svc->n_backends > 1)
             qsort(svc->backends, svc->n_backends, sizeof *svc->backends, node_name_cmp);
         for (size_t i = 0; i < svc->n_backends; i++)
-            svc->backends[i]->idx = i;
+            svc->backends[i]->idx = (uint32_t)i;
         svc->sorted = true;
     }
     for (size_t i = 0; i < svc->n_backends; i++) {
         const config_value *v = value_in_force(s, svc->backends[i]);
-        int r = v ? fn(svc->backends[i]->name, &v->u.backend, ctx) : 0;
+        int r = v ? fn(node_name(svc->backends[i]), &v->u.backend, ctx) : 0;
         if (r)
             return r;
     }
@@ -776,7 +794,7 @@ long config_store_routes(config_store *s, const config_route_ref **out)
         for (size_t i = 0; i < s->n_routes; i++) {
             const config_value *v = value_in_force(s, s->routes[i]);
             if (v)
-                eff[s->n_eff++] = (config_route_ref){s->routes[i]->name, &v->u.route};
+                eff[s->n_eff++] = (config_route_ref){node_name(s->routes[i]), &v->u.route};
         }
         if (s->n_eff > 1)
             qsort(eff, s->n_eff, sizeof *eff, route_ref_cmp);
@@ -799,7 +817,7 @@ static int entry_emit(config_store *s, const cfg_node *n, config_entry_fn fn, vo
         if (!sl)
             continue;
         config_entry e = {
-            .key = n->key, .kind = n->kind, .source = (enum config_source)src,
+            .key = n->key, .kind = (enum config_kind)n->kind, .source = (enum config_source)src,
             .value = sl->has_value ? &sl->value : NULL, .in_force = src == force,
             .stale = sl->has_value && sl->error, .error = sl->error, .revision = sl->revision,
         };

@@ -3,8 +3,10 @@
  * For unit tests of code built on ipvs_apply/ipvs_dump (the reconciler): the same errno for
  * the same mistakes as Linux 6.1's ip_vs_ctl.c (EEXIST, ESRCH, ENOENT for an unknown
  * scheduler or missing dest, ERANGE for weights and thresholds, EINVAL), checked in the same
- * order. tests/vm/guest_ipvs.c replays one random op sequence on both and compares. Linear
- * searches: meant for tables of a few thousand entries. */
+ * order. tests/vm/guest_ipvs.c replays one random op sequence on both and compares. Also the
+ * dry run's table (clusterf-ipvs --dry-run), so it is kept compact: a dest is stored without
+ * the counters (always zero here) and filled out to a struct ipvs_dest only when dumped.
+ * Services are indexed; dests are searched linearly within their service. */
 #include "common/bytemap.h"
 #include "ipvs/ipvs.h"
 
@@ -26,8 +28,31 @@ typedef struct fake_slot {
     size_t pos;
 } fake_slot;
 
+/* A dest as the fake keeps it: struct ipvs_dest without the stats (zero in the fake). */
+typedef struct fake_dest {
+    uint8_t addr[16];
+    uint16_t af, port;
+    uint32_t fwd, weight, u_thresh, l_thresh;
+    uint32_t active_conns, inact_conns, persist_conns;
+    uint16_t tun_port, tun_flags;
+    uint8_t tun_type;
+} fake_dest;
+
+/* A service with its dests, in add order. */
+typedef struct fake_entry {
+    struct ipvs_service svc;
+    fake_dest *dests;
+    size_t n_dests;
+} fake_entry;
+
+/* The services in add order (the dump order). */
+typedef struct fake_table {
+    fake_entry *entries;
+    size_t n;
+} fake_table;
+
 struct ipvs_fake {
-    struct ipvs_table t;
+    fake_table t;
     bytemap index; /* fake_key -> fake_slot */
     size_t cap;
     long fail_after;          /* <0: off; else ops to process before failing */
@@ -72,7 +97,7 @@ static void key_of(const struct ipvs_service *s, fake_key *k)
     memcpy(k->addr, s->addr, s->af == AF_INET ? 4 : 16);
 }
 
-static struct ipvs_entry *find_service(const ipvs_fake *f, const struct ipvs_service *s)
+static fake_entry *find_service(const ipvs_fake *f, const struct ipvs_service *s)
 {
     fake_key k;
     key_of(s, &k);
@@ -112,11 +137,35 @@ unsigned long ipvs_fake_applies(const ipvs_fake *f)
     return f->applies;
 }
 
-static struct ipvs_dest *find_dest(struct ipvs_entry *e, const struct ipvs_dest *d)
+/* fd as a struct ipvs_dest (counters zero). */
+static void dest_expand(const fake_dest *fd, struct ipvs_dest *out)
 {
-    for (size_t i = 0; i < e->n_dests; i++)
-        if (ipvs_dest_cmp(&e->svc, &e->dests[i], d) == 0)
-            return &e->dests[i];
+    memset(out, 0, sizeof *out);
+    memcpy(out->addr, fd->addr, sizeof out->addr);
+    out->af = fd->af;
+    out->port = fd->port;
+    out->fwd = fd->fwd;
+    out->weight = fd->weight;
+    out->u_thresh = fd->u_thresh;
+    out->l_thresh = fd->l_thresh;
+    out->tun_type = fd->tun_type;
+    out->tun_port = fd->tun_port;
+    out->tun_flags = fd->tun_flags;
+    out->active_conns = fd->active_conns;
+    out->inact_conns = fd->inact_conns;
+    out->persist_conns = fd->persist_conns;
+}
+
+/* The dest of e with d's identity (ipvs_dest_cmp), or NULL. */
+static fake_dest *find_dest(fake_entry *e, const struct ipvs_dest *d)
+{
+    uint16_t af = d->af ? d->af : e->svc.af;
+    size_t alen = af == AF_INET ? 4 : 16;
+    for (size_t i = 0; i < e->n_dests; i++) {
+        fake_dest *fd = &e->dests[i];
+        if (fd->af == af && fd->port == d->port && memcmp(fd->addr, d->addr, alen) == 0)
+            return fd;
+    }
     return NULL;
 }
 
@@ -156,7 +205,7 @@ static int add_service(ipvs_fake *f, const struct ipvs_service *s)
         return rc;
     if (f->t.n == f->cap) {
         size_t cap = f->cap ? f->cap * 2 : 64;
-        struct ipvs_entry *p = realloc(f->t.entries, cap * sizeof(*p));
+        fake_entry *p = realloc(f->t.entries, cap * sizeof(*p));
         if (!p)
             return -ENOMEM;
         f->t.entries = p;
@@ -171,14 +220,14 @@ static int add_service(ipvs_fake *f, const struct ipvs_service *s)
         free(slot);
         return -ENOMEM;
     }
-    struct ipvs_entry *e = &f->t.entries[f->t.n++];
+    fake_entry *e = &f->t.entries[f->t.n++];
     memset(e, 0, sizeof(*e));
     store_service(&e->svc, s);
     return 0;
 }
 
 /* Remove e, keeping the order of the others (the dump order of tests). */
-static void del_service(ipvs_fake *f, struct ipvs_entry *e)
+static void del_service(ipvs_fake *f, fake_entry *e)
 {
     fake_key k;
     key_of(&e->svc, &k);
@@ -194,7 +243,7 @@ static void del_service(ipvs_fake *f, struct ipvs_entry *e)
 }
 
 /* ip_vs_genl_parse_dest + the mixed-family rule, then ip_vs_add_dest / ip_vs_edit_dest. */
-static int check_dest(const struct ipvs_entry *e, const struct ipvs_dest *d)
+static int check_dest(const fake_entry *e, const struct ipvs_dest *d)
 {
     uint16_t af = d->af ? d->af : e->svc.af;
     if (af != AF_INET && af != AF_INET6)
@@ -210,24 +259,30 @@ static int check_dest(const struct ipvs_entry *e, const struct ipvs_dest *d)
     return 0;
 }
 
-static void store_dest(const struct ipvs_entry *e, struct ipvs_dest *dst, const struct ipvs_dest *d)
+/* Store d's config into dst as the kernel keeps it (family filled, no connections). */
+static void store_dest(const fake_entry *e, fake_dest *dst, const struct ipvs_dest *d)
 {
-    *dst = *d;
-    if (!dst->af)
-        dst->af = e->svc.af;
-    dst->fwd &= IP_VS_CONN_F_FWD_MASK;
-    dst->active_conns = dst->inact_conns = dst->persist_conns = 0;
-    memset(&dst->stats, 0, sizeof(dst->stats));
+    memset(dst, 0, sizeof *dst);
+    memcpy(dst->addr, d->addr, sizeof dst->addr);
+    dst->af = d->af ? d->af : e->svc.af;
+    dst->port = d->port;
+    dst->fwd = d->fwd & IP_VS_CONN_F_FWD_MASK;
+    dst->weight = d->weight;
+    dst->u_thresh = d->u_thresh;
+    dst->l_thresh = d->l_thresh;
+    dst->tun_type = d->tun_type;
+    dst->tun_port = d->tun_port;
+    dst->tun_flags = d->tun_flags;
 }
 
-static int add_dest(struct ipvs_entry *e, const struct ipvs_dest *d)
+static int add_dest(fake_entry *e, const struct ipvs_dest *d)
 {
     int rc = check_dest(e, d);
     if (rc < 0)
         return rc;
     if (find_dest(e, d))
         return -EEXIST;
-    struct ipvs_dest *p = realloc(e->dests, (e->n_dests + 1) * sizeof(*p));
+    fake_dest *p = realloc(e->dests, (e->n_dests + 1) * sizeof(*p));
     if (!p)
         return -ENOMEM;
     e->dests = p;
@@ -235,26 +290,25 @@ static int add_dest(struct ipvs_entry *e, const struct ipvs_dest *d)
     return 0;
 }
 
-static int edit_dest(struct ipvs_entry *e, const struct ipvs_dest *d)
+static int edit_dest(fake_entry *e, const struct ipvs_dest *d)
 {
     int rc = check_dest(e, d);
     if (rc < 0)
         return rc;
-    struct ipvs_dest *old = find_dest(e, d);
+    fake_dest *old = find_dest(e, d);
     if (!old)
         return -ENOENT;
-    struct ipvs_dest keep = *old; /* an edit keeps the counters and the connections */
+    fake_dest keep = *old; /* an edit keeps the connections */
     store_dest(e, old, d);
-    old->stats = keep.stats;
     old->active_conns = keep.active_conns;
     old->inact_conns = keep.inact_conns;
     old->persist_conns = keep.persist_conns;
     return 0;
 }
 
-static int del_dest(struct ipvs_entry *e, const struct ipvs_dest *d)
+static int del_dest(fake_entry *e, const struct ipvs_dest *d)
 {
-    struct ipvs_dest *old = find_dest(e, d);
+    fake_dest *old = find_dest(e, d);
     if (!old)
         return -ENOENT;
     size_t i = (size_t)(old - e->dests);
@@ -272,7 +326,7 @@ static int apply_one(ipvs_fake *f, const struct ipvs_op *op)
     }
     if (op->svc.af != AF_INET && op->svc.af != AF_INET6)
         return -EAFNOSUPPORT;
-    struct ipvs_entry *e = find_service(f, &op->svc);
+    fake_entry *e = find_service(f, &op->svc);
     if (op->kind == IPVS_OP_ADD_SERVICE)
         return e ? -EEXIST : add_service(f, &op->svc);
     if (!e)
@@ -341,14 +395,14 @@ int ipvs_fake_dump(ipvs_fake *f, struct ipvs_table **out, struct ipvs_err *err)
     if (!t || !(t->entries = calloc(f->t.n + 1, sizeof(*t->entries))))
         goto oom;
     for (; t->n < f->t.n; t->n++) {
-        const struct ipvs_entry *src = &f->t.entries[t->n];
+        const fake_entry *src = &f->t.entries[t->n];
         struct ipvs_entry *dst = &t->entries[t->n];
         dst->svc = src->svc;
         dst->dests = malloc((src->n_dests + 1) * sizeof(*dst->dests));
         if (!dst->dests)
             goto oom;
-        if (src->n_dests)
-            memcpy(dst->dests, src->dests, src->n_dests * sizeof(*dst->dests));
+        for (size_t i = 0; i < src->n_dests; i++)
+            dest_expand(&src->dests[i], &dst->dests[i]);
         dst->n_dests = src->n_dests;
     }
     *out = t;
@@ -365,8 +419,8 @@ oom:
 int ipvs_fake_set_conns(ipvs_fake *f, const struct ipvs_service *svc, const struct ipvs_dest *d,
                         uint32_t active, uint32_t inactive)
 {
-    struct ipvs_entry *e = find_service(f, svc);
-    struct ipvs_dest *dst = e ? find_dest(e, d) : NULL;
+    fake_entry *e = find_service(f, svc);
+    fake_dest *dst = e ? find_dest(e, d) : NULL;
     if (!dst)
         return -ENOENT;
     dst->active_conns = active;
@@ -400,13 +454,13 @@ int ipvs_fake_dump_dests(ipvs_fake *f, const struct ipvs_service *svc, struct ip
 {
     *out = NULL;
     *n = 0;
-    const struct ipvs_entry *e = find_service(f, svc);
+    const fake_entry *e = find_service(f, svc);
     size_t have = e ? e->n_dests : 0; /* unknown service: an empty dump, as the kernel */
     *out = malloc((have + 1) * sizeof(**out));
     if (!*out)
         return fake_oom(err);
-    if (have)
-        memcpy(*out, e->dests, have * sizeof(**out));
+    for (size_t i = 0; i < have; i++)
+        dest_expand(&e->dests[i], &(*out)[i]);
     *n = have;
     return 0;
 }
