@@ -40,10 +40,10 @@ struct status {
 static int scope_of_unknown(struct status *st, const ctl_report *rep)
 {
     for (size_t i = 0; i < rep->unknown.n; i++) {
-        const char *key = rep->unknown.v[i];
+        const char *key = rep->unknown.v[i], *end = strstr(key, ": "); /* "<key>: <why>" */
         config_key k;
         config_error e;
-        if (config_parse_key(key, strcspn(key, ":"), &k, &e) < 0)
+        if (!end || config_parse_key(key, (size_t)(end - key), &k, &e) < 0)
             continue;
         st->scope.all |= k.kind == CONFIG_ROUTE;
         st->scope.frontend |= k.kind == CONFIG_FRONTEND;
