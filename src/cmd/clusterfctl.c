@@ -16,7 +16,8 @@ static const char usage_top[] =
     "  get        the merged config (etcd + --config-path): every key, its source and state\n"
     "  validate   check the config; exit 0 valid, 1 invalid keys, 2 usage or connection error\n"
     "  register   SERVICE BACKEND --ipv4 A [--tcp P]...: a backend under a lease until SIGTERM\n"
-    "  status     the desired IPVS table next to the kernel's; exit 0 in sync, 1 drift\n"
+    "  status     the desired IPVS table next to the kernel's; exit 0 in sync, 1 drift,\n"
+    "             3 unknown (an invalid key's last valid value is compacted away)\n"
     "  health     [--url URL | --path /readyz]: GET a daemon's /healthz (CLUSTERF_METRICS_LISTEN);\n"
     "             exit 0 on 200 (the image's HEALTHCHECK)\n\n"
     "clusterfctl COMMAND --help shows the command's flags.";
@@ -40,7 +41,9 @@ struct cmd {
 static const struct cmd cmds[] = {
     {"get", F_CFG, "clusterfctl get [-o table|json] [--config-path DIR] [flags]\n\n"
      "Every key of the merged config with its source, kind, state (in-force, shadowed, stale,\n"
-     "invalid), etcd revision and canonical value; invalid keys with their error."},
+     "invalid, unknown), etcd revision and canonical value; invalid keys with their error.\n"
+     "stale: invalid now, shown with its last valid value from etcd's history (what a running\n"
+     "clusterf-ipvs keeps); unknown: invalid, and that history is compacted away."},
     {"validate", F_CFG, "clusterfctl validate [--config-path DIR] [--no-etcd] [flags]\n\n"
      "Check the config in etcd and/or a local tree: errors with their key, unknown keys and\n"
      "table conflicts as warnings. Exit 0 when valid, 1 when a key is invalid, 2 on usage or\n"
@@ -48,8 +51,10 @@ static const struct cmd cmds[] = {
     {"status", F_CFG | F_STATUS, "clusterfctl status [--config-path DIR] [flags]\n\n"
      "The desired IPVS table (as clusterf-ipvs computes it) next to the kernel's, per service and\n"
      "destination: ok, missing, differ, extra, stale (created by clusterf-ipvs, no longer\n"
-     "wanted), foreign (left alone). Exit 0 in sync, 1 drift, 2 when IPVS is absent. Needs\n"
-     "CAP_NET_ADMIN; changes nothing."},
+     "wanted), foreign (left alone), unknown (the service depends on an invalid key whose last\n"
+     "valid value is compacted from etcd's history: what clusterf-ipvs keeps for it cannot be\n"
+     "known). Exit 0 in sync, 1 drift, 2 when IPVS is absent, 3 no drift but unknown services.\n"
+     "Needs CAP_NET_ADMIN; changes nothing."},
     {"register", F_REGISTER, "clusterfctl register SERVICE BACKEND --ipv4 A [--ipv6 A] [--tcp P] "
      "[--udp P] [--weight W] [--ttl DURATION] [flags]\n\n"
      "Put <prefix>/services/SERVICE/backends/BACKEND under a lease and keep it alive until\n"

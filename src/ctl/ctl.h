@@ -18,6 +18,7 @@ enum ctl_exit {
     CTL_EXIT_OK = 0,      /* valid / in sync / done */
     CTL_EXIT_PROBLEM = 1, /* invalid keys (validate), drift (status), a failed revoke */
     CTL_EXIT_USAGE = 2,   /* bad flags, etcd unreachable, no IPVS, ... */
+    CTL_EXIT_UNKNOWN = 3, /* status: no drift found, but part of the table cannot be checked */
 };
 
 typedef struct ctl_options {
@@ -58,7 +59,9 @@ int ctl_backend_json(const ctl_register_args *a, const config_defaults *defs, ch
                      size_t size, char *err, size_t errlen);
 
 /* Compare the desired IPVS table with the kernel's, per service and destination. 0 when in
- * sync, 1 on drift, 2 when the config or the kernel table cannot be read (no IPVS, ...). */
+ * sync, 1 on drift, 2 when the config or the kernel table cannot be read (no IPVS, ...), 3
+ * when there is no drift but some services are unknown: they depend on an invalid etcd key
+ * whose last valid value (which a running clusterf-ipvs keeps) is gone from etcd's history. */
 int ctl_status(const ctl_options *o);
 
 /* `clusterfctl health`: GET url (NULL: CLUSTERF_METRICS_LISTEN + path, default /healthz);

@@ -8,9 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* "in-force", "shadowed", "in-force/stale", "shadowed/stale" or "invalid". */
-static const char *entry_state(const config_entry *e)
+/* "in-force", "shadowed", "in-force/stale", "shadowed/stale", "invalid" or "unknown" (invalid,
+ * and its last valid value is gone from etcd's history: see ctl_report's unknown). */
+static const char *entry_state(const config_entry *e, const char *unknown)
 {
+    if (unknown)
+        return "unknown";
     if (!e->value)
         return "invalid";
     if (e->stale)
@@ -32,10 +35,17 @@ static char *value_json(const config_value *v)
 }
 
 struct get_ctx {
+    const ctl_report *rep;
     ctl_table table;
     config_strs errors;      /* table mode: "<error> (source)" printed under the table */
     struct json_object *keys;
 };
+
+/* Why e is unknown (ctl_report's unknown), or NULL. */
+static const char *entry_unknown(const struct get_ctx *g, const config_entry *e)
+{
+    return e->source == CONFIG_SOURCE_ETCD ? ctl_report_unknown(g->rep, e->key) : NULL;
+}
 
 static int get_row(const config_entry *e, void *ctx)
 {
@@ -47,7 +57,7 @@ static int get_row(const config_entry *e, void *ctx)
     if (e->value && !json)
         return -ENOMEM;
     const char *cells[] = {e->key, config_source_name(e->source), ctl_kind_name(e->kind),
-                           entry_state(e), rev, json};
+                           entry_state(e, entry_unknown(g, e)), rev, json};
     int rc = ctl_table_row(&g->table, cells);
     if (rc == 0 && e->error)
         rc = config_strs_pushf(&g->errors, "%s (%s)", e->error, config_source_name(e->source));
@@ -68,13 +78,15 @@ static int get_json(const config_entry *e, void *ctx)
     json_object_object_add(o, "key", json_object_new_string(e->key));
     json_object_object_add(o, "source", json_object_new_string(config_source_name(e->source)));
     json_object_object_add(o, "kind", json_object_new_string(ctl_kind_name(e->kind)));
-    json_object_object_add(o, "state", json_object_new_string(entry_state(e)));
+    const char *unknown = entry_unknown(g, e);
+    json_object_object_add(o, "state", json_object_new_string(entry_state(e, unknown)));
     json_object_object_add(o, "in_force", json_object_new_boolean(e->in_force));
     json_object_object_add(o, "valid", json_object_new_boolean(e->error == NULL));
     json_object_object_add(o, "stale", json_object_new_boolean(e->stale));
     json_object_object_add(o, "revision", json_object_new_int64(e->revision));
     json_object_object_add(o, "value", json ? json_tokener_parse(json) : NULL);
     json_object_object_add(o, "error", e->error ? json_object_new_string(e->error) : NULL);
+    json_object_object_add(o, "unknown", unknown ? json_object_new_string(unknown) : NULL);
     json_object_array_add(g->keys, o);
     free(json);
     return 0;
@@ -83,7 +95,7 @@ static int get_json(const config_entry *e, void *ctx)
 /* Print the store as JSON. 0 or -ENOMEM. */
 static int print_json(const ctl_options *o, config_store *cfg, const ctl_report *rep)
 {
-    struct get_ctx g = {.keys = json_object_new_array()};
+    struct get_ctx g = {.rep = rep, .keys = json_object_new_array()};
     struct json_object *root = json_object_new_object();
     int rc = g.keys && root ? config_store_foreach_entry(cfg, get_json, &g) : -ENOMEM;
     if (rc < 0) {
@@ -98,6 +110,7 @@ static int print_json(const ctl_options *o, config_store *cfg, const ctl_report 
     json_object_object_add(root, "keys", g.keys);
     json_object_object_add(root, "errors", ctl_json_strs(&rep->errors));
     json_object_object_add(root, "warnings", ctl_json_strs(&rep->warnings));
+    json_object_object_add(root, "unknown", ctl_json_strs(&rep->unknown));
     ctl_json_print(root, o->out);
     return 0;
 }
@@ -105,7 +118,7 @@ static int print_json(const ctl_options *o, config_store *cfg, const ctl_report 
 /* Print the store as an aligned table, each invalid key's error below it. 0 or -ENOMEM. */
 static int print_table(const ctl_options *o, config_store *cfg, const ctl_report *rep)
 {
-    struct get_ctx g = {.table = {.ncols = 6}};
+    struct get_ctx g = {.rep = rep, .table = {.ncols = 6}};
     static const char *const head[] = {"KEY", "SOURCE", "KIND", "STATE", "REVISION", "VALUE"};
     int rc = ctl_table_row(&g.table, head);
     if (rc == 0)
@@ -114,6 +127,7 @@ static int print_table(const ctl_options *o, config_store *cfg, const ctl_report
         ctl_table_print(&g.table, o->out);
         for (size_t i = 0; i < g.errors.n; i++)
             fprintf(o->out, "error: %s\n", g.errors.v[i]);
+        ctl_print_unknown(rep, o->out);
         for (size_t i = 0; i < rep->warnings.n; i++)
             fprintf(o->err, "warning: %s\n", rep->warnings.v[i]);
     }
@@ -150,6 +164,7 @@ static void validate_json(const ctl_options *o, const ctl_report *rep, const lb_
     json_object_object_add(root, "warnings", ctl_json_strs(&rep->warnings));
     json_object_object_add(root, "lb_warnings", ctl_json_strs(&t->warnings));
     json_object_object_add(root, "conflicts", ctl_json_strs(&t->conflicts));
+    json_object_object_add(root, "unknown", ctl_json_strs(&rep->unknown));
     ctl_json_print(root, o->out);
 }
 
@@ -159,6 +174,7 @@ static void validate_text(const ctl_options *o, const ctl_report *rep, const lb_
 {
     for (size_t i = 0; i < rep->errors.n; i++)
         fprintf(o->out, "error: %s\n", rep->errors.v[i]);
+    ctl_print_unknown(rep, o->out);
     for (size_t i = 0; i < rep->warnings.n; i++)
         fprintf(o->out, "warning: %s\n", rep->warnings.v[i]);
     for (size_t i = 0; i < t->warnings.n; i++)

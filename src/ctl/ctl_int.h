@@ -11,11 +11,21 @@
 typedef struct ctl_report {
     config_strs errors;   /* "<key>: <field>: <problem> (<source>)" per invalid key */
     config_strs warnings; /* unknown keys, unknown fields, cleared host bits */
+    /* Invalid etcd keys whose last valid value clusterfctl cannot find (history compacted, too
+     * long a run of invalid versions, an etcd error on the way): clusterf-ipvs keeps whatever
+     * it had for them, which may be a value or nothing. One "<key>: <reason>" each, the key
+     * relative to the prefix ("services/web/frontend: invalid since revision 7 ..."). */
+    config_strs unknown;
     int64_t revision;     /* etcd revision read at; 0 without etcd */
     size_t etcd_keys, local_keys;
 } ctl_report;
 
 void ctl_report_free(ctl_report *r);
+
+/* The reason key (relative) is unknown, or NULL when it is not one of rep's unknown keys. */
+const char *ctl_report_unknown(const ctl_report *rep, const char *key);
+/* One "unknown: <key>: <reason>; ..." line per unknown key of rep on out. */
+void ctl_print_unknown(const ctl_report *rep, FILE *out);
 
 /* Read etcd (unless o->no_etcd) and the local tree into a new store. Returns 0 and *out, or
  * -errno after printing the reason (naming the endpoint or flag) to o->err. */

@@ -1,6 +1,7 @@
 /* ctl_load.c -- read the config for clusterfctl through cfgsource/ (the daemon's own reader),
  * collecting each key's errors and warnings. An invalid etcd key is shown with the value a
- * running clusterf-ipvs would keep for it (stale): its last valid version in etcd's history.
+ * running clusterf-ipvs would keep for it (stale): its last valid version in etcd's history;
+ * when that history is gone (compacted) the key is reported as unknown, never guessed.
  * Plus the small output helpers of ctl_int.h. */
 #include "ctl/ctl_int.h"
 
@@ -16,6 +17,47 @@ void ctl_report_free(ctl_report *r)
         return;
     config_strs_clear(&r->errors);
     config_strs_clear(&r->warnings);
+    config_strs_clear(&r->unknown);
+}
+
+/* The index of key's entry in rep->unknown, or rep->unknown.n. */
+static size_t unknown_index(const ctl_report *rep, const char *key)
+{
+    size_t len = strlen(key), i = 0;
+    while (i < rep->unknown.n && (strncmp(rep->unknown.v[i], key, len) != 0 ||
+                                  strncmp(rep->unknown.v[i] + len, ": ", 2) != 0))
+        i++;
+    return i;
+}
+
+const char *ctl_report_unknown(const ctl_report *rep, const char *key)
+{
+    size_t i = unknown_index(rep, key);
+    return i < rep->unknown.n ? rep->unknown.v[i] + strlen(key) + 2 : NULL;
+}
+
+void ctl_print_unknown(const ctl_report *rep, FILE *out)
+{
+    for (size_t i = 0; i < rep->unknown.n; i++)
+        fprintf(out, "unknown: %s; clusterf-ipvs keeps what it had for this key (its last valid "
+                "value, or nothing if it started since), which clusterfctl cannot know\n",
+                rep->unknown.v[i]);
+}
+
+/* config_store_foreach_entry callback: a key the local tree gives a value is not unknown (the
+ * local value wins over etcd's in clusterf-ipvs too): drop it from ctx's unknown list. */
+static int drop_shadowed_unknown(const config_entry *e, void *ctx)
+{
+    ctl_report *rep = ctx;
+    size_t i = e->source == CONFIG_SOURCE_LOCAL && e->value ? unknown_index(rep, e->key)
+                                                           : rep->unknown.n;
+    if (i < rep->unknown.n) {
+        free(rep->unknown.v[i]);
+        memmove(&rep->unknown.v[i], &rep->unknown.v[i + 1],
+                (rep->unknown.n - i - 1) * sizeof rep->unknown.v[0]);
+        rep->unknown.n--;
+    }
+    return 0;
 }
 
 /* An invalid etcd key, kept to look for its last valid value in etcd's history. */
@@ -93,40 +135,110 @@ static bool value_valid(const config_options *opts, const char *key, const etcd_
                               NULL, &e) == 0;
 }
 
-/* Walk back through the history of one invalid key (at most 16 versions, until compacted)
- * for the value clusterf-ipvs would still hold, and apply it before the current text again,
- * so the store reports the key as stale with that value. Best effort: errors end the walk. */
-static void find_last_valid(etcd_client *c, const ctl_options *o, config_store *cfg,
-                            const struct invalid_key *k)
+/* How far back the history of one invalid key is walked for its last valid value. */
+#define HISTORY_MAX_VERSIONS 64
+
+/* What the history of an invalid key says clusterf-ipvs holds for it. */
+enum last_valid {
+    LAST_VALID_FOUND,   /* a valid version: kept as the key's stale value */
+    LAST_VALID_NONE,    /* no valid version since the key was created: skipped, for certain */
+    LAST_VALID_UNKNOWN, /* the history ends first (compacted, too long, etcd error) */
+};
+
+/* The version of the etcd key full at revision rev (0: the latest): 1 with *kv pointing into
+ * *kvs (free it) when the key existed then, 0 when it did not, or -errno with err filled
+ * (-ERANGE: that revision is compacted). */
+static int key_at(etcd_client *c, const char *full, int64_t rev, etcd_kvs **kvs,
+                  const etcd_kv **kv, etcd_error *err)
+{
+    size_t len = strlen(full);
+    *kv = NULL;
+    int rc = etcd_range_prefix(c, full, len, rev, kvs, err);
+    if (rc < 0)
+        return rc;
+    for (size_t j = 0; j < (*kvs)->n && !*kv; j++)
+        if ((*kvs)->kvs[j].key_len == len && memcmp((*kvs)->kvs[j].key, full, len) == 0)
+            *kv = &(*kvs)->kvs[j];
+    return *kv ? 1 : 0;
+}
+
+/* The revision that created the life of key full which holds the version of revision rev
+ * (the key's versions before it belong to an earlier life, deleted since); 1 when unknown. */
+static int64_t created_at(etcd_client *c, const char *full, int64_t rev)
+{
+    etcd_kvs *kvs = NULL;
+    const etcd_kv *kv = NULL;
+    etcd_error err = {0};
+    int64_t created = 1;
+    if (key_at(c, full, 0, &kvs, &kv, &err) > 0 && kv->create_revision <= rev)
+        created = kv->create_revision;
+    etcd_kvs_free(kvs);
+    return created;
+}
+
+/* Apply kv (a valid old version of k) and then k's current text again, so that the store
+ * holds k as stale with kv's value, as a running clusterf-ipvs does. */
+static void apply_stale(config_store *cfg, const struct invalid_key *k, const etcd_kv *kv)
+{
+    config_result res;
+    config_result_init(&res);
+    config_event old = {CONFIG_SOURCE_ETCD, false, k->key, strlen(k->key),
+                        (const char *)kv->value, kv->value_len, kv->mod_revision};
+    config_event cur = {CONFIG_SOURCE_ETCD, false, k->key, strlen(k->key), k->value,
+                        k->value_len, k->revision};
+    if (config_store_apply(cfg, &old, &res) == 0)
+        config_store_apply(cfg, &cur, &res);
+    config_result_free(&res);
+}
+
+/* Walk back through the history of one invalid key (at most HISTORY_MAX_VERSIONS versions)
+ * for the value a running clusterf-ipvs still holds for it, and make it the key's stale value
+ * in cfg. LAST_VALID_UNKNOWN when the history ends before an answer, with why it ended in why. */
+static enum last_valid find_last_valid(etcd_client *c, const ctl_options *o, config_store *cfg,
+                                       const struct invalid_key *k, char *why, size_t size)
 {
     char full[800];
     snprintf(full, sizeof full, "%s/%s", o->prefix, k->key);
     int64_t rev = k->revision;
-    for (int i = 0; i < 16 && rev > 1; i++) {
+    config_key ck;
+    config_error e;
+    if (config_parse_key(k->key, strlen(k->key), &ck, &e) < 0)
+        return LAST_VALID_NONE; /* not a config key: no version of it was ever valid */
+    int64_t created = created_at(c, full, rev);
+    for (int i = 0; i < HISTORY_MAX_VERSIONS; i++) {
         etcd_kvs *kvs = NULL;
-        etcd_error err = {0};
-        if (etcd_range_prefix(c, full, strlen(full), rev - 1, &kvs, &err) < 0)
-            return;
         const etcd_kv *kv = NULL;
-        for (size_t j = 0; j < kvs->n && !kv; j++)
-            if (kvs->kvs[j].key_len == strlen(full) && memcmp(kvs->kvs[j].key, full, strlen(full)) == 0)
-                kv = &kvs->kvs[j];
-        bool found = kv && value_valid(&o->config, k->key, kv);
-        if (found) {
-            config_result res;
-            config_result_init(&res);
-            config_event old = {CONFIG_SOURCE_ETCD, false, k->key, strlen(k->key),
-                                (const char *)kv->value, kv->value_len, kv->mod_revision};
-            config_event cur = {CONFIG_SOURCE_ETCD, false, k->key, strlen(k->key), k->value,
-                                k->value_len, k->revision};
-            if (config_store_apply(cfg, &old, &res) == 0)
-                config_store_apply(cfg, &cur, &res);
-            config_result_free(&res);
-        }
+        etcd_error err = {0};
+        int rc = rev > created ? key_at(c, full, rev - 1, &kvs, &kv, &err) : 0;
+        if (rc == -ERANGE)
+            snprintf(why, size, "invalid since revision %lld at least, and etcd's history "
+                     "before it is compacted", (long long)rev);
+        else if (rc < 0)
+            snprintf(why, size, "invalid since revision %lld at least; reading the version "
+                     "before it failed: %s: %s", (long long)rev, etcd_code_name(err.code),
+                     err.msg[0] ? err.msg : strerror(-rc));
+        bool found = rc > 0 && value_valid(&o->config, k->key, kv);
+        if (found)
+            apply_stale(cfg, k, kv);
         rev = kv ? kv->mod_revision : 0;
         etcd_kvs_free(kvs);
-        if (found || !kv)
-            return;
+        if (rc <= 0 || found)
+            return rc < 0 ? LAST_VALID_UNKNOWN : found ? LAST_VALID_FOUND : LAST_VALID_NONE;
+    }
+    snprintf(why, size, "no valid value in its last %d versions (invalid since revision %lld "
+             "at least)", HISTORY_MAX_VERSIONS, (long long)rev);
+    return LAST_VALID_UNKNOWN;
+}
+
+/* Find the last valid value of every invalid etcd key; the keys without an answer go to
+ * rep's unknown lists. */
+static void find_invalid_history(etcd_client *c, const ctl_options *o, config_store *cfg,
+                                 struct load_ctx *l)
+{
+    for (size_t i = 0; i < l->n_inv; i++) {
+        char why[700];
+        if (find_last_valid(c, o, cfg, &l->inv[i], why, sizeof why) == LAST_VALID_UNKNOWN)
+            config_strs_pushf(&l->rep->unknown, "%s: %s", l->inv[i].key, why);
     }
 }
 
@@ -146,8 +258,8 @@ static int load_etcd(const ctl_options *o, config_store *cfg, struct load_ctx *l
                 err.endpoint[0] ? err.endpoint
                                 : (o->etcd.endpoints ? o->etcd.endpoints : "http://127.0.0.1:2379"),
                 etcd_code_name(err.code), err.msg[0] ? err.msg : strerror(-rc));
-    for (size_t i = 0; rc == 0 && i < l->n_inv; i++)
-        find_last_valid(c, o, cfg, &l->inv[i]);
+    if (rc == 0)
+        find_invalid_history(c, o, cfg, l);
     etcd_client_free(c);
     return rc;
 }
@@ -178,6 +290,8 @@ int ctl_load(const ctl_options *o, config_store **out, ctl_report *rep)
                     o->config_path);
         else if (rc < 0 && rc != -ENOMEM)
             rc = 0; /* a part of the tree could not be read: in rep->errors (on_key) */
+        if (rc == 0 && rep->unknown.n)
+            rc = config_store_foreach_entry(cfg, drop_shadowed_unknown, rep);
     }
     if (rc == -ENOMEM)
         fprintf(o->err, "clusterfctl: out of memory\n");

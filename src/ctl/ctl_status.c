@@ -5,7 +5,10 @@
  * clusterf-ipvs keeps a removed backend so until its connections end or --drain-timeout; shown
  * with its connection counts), stale (a service only in the kernel that clusterf-ipvs created,
  * per its state file) or foreign (a service only in the kernel that clusterf-ipvs leaves
- * alone). Every row but ok, draining and foreign is drift. Read-only: nothing is changed in the kernel. */
+ * alone). Every row but ok, draining and foreign is drift. Unknown: the rows of a service that
+ * depends on an invalid key whose last valid value is gone from etcd's history (ctl_load): what
+ * clusterf-ipvs holds for it cannot be known, so they are neither ok nor drift. Read-only:
+ * nothing is changed in the kernel. */
 #include "ctl/ctl_int.h"
 
 #include "ipvs/ipvs.h"
@@ -17,20 +20,60 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* What the unknown keys (ctl_report's unknown) leave unknown of the desired table. */
+struct unknown_scope {
+    bool all;             /* a route is unknown: any destination of any service may differ */
+    bool frontend;        /* a frontend is unknown: an owned kernel-only service may be its */
+    config_strs services; /* clusterf services with an unknown frontend or backend */
+};
+
 struct status {
     const ctl_options *o;
     ctl_table table;
     struct json_object *rows;
-    size_t drift, foreign, services, dests, draining;
+    size_t drift, foreign, services, dests, draining, unknown;
+    struct unknown_scope scope;
+    bool in_unknown; /* the rows being added belong to an unknown service */
 };
 
-/* One row; counts drift (a stale service counts once, not once per destination).
- * 0 or -ENOMEM. */
+/* Fill st->scope from the unknown keys of rep. 0 or -ENOMEM. */
+static int scope_of_unknown(struct status *st, const ctl_report *rep)
+{
+    for (size_t i = 0; i < rep->unknown.n; i++) {
+        const char *key = rep->unknown.v[i], *end = strstr(key, ": "); /* "<key>: <why>" */
+        config_key k;
+        config_error e;
+        if (!end || config_parse_key(key, (size_t)(end - key), &k, &e) < 0)
+            continue;
+        st->scope.all |= k.kind == CONFIG_ROUTE;
+        st->scope.frontend |= k.kind == CONFIG_FRONTEND;
+        if (k.kind != CONFIG_ROUTE && config_strs_push(&st->scope.services, k.service) < 0)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+/* True when what clusterf-ipvs holds for clusterf service name is unknown. */
+static bool service_unknown(const struct status *st, const char *name)
+{
+    for (size_t i = 0; !st->scope.all && name && i < st->scope.services.n; i++)
+        if (strcmp(st->scope.services.v[i], name) == 0)
+            return true;
+    return st->scope.all;
+}
+
+/* One row; counts drift (a stale service counts once, not once per destination). A row of an
+ * unknown service (st->in_unknown) is shown as unknown and is no drift. 0 or -ENOMEM. */
 static int row(struct status *st, const char *state, const char *svc, const char *dest,
                const char *want, const char *have, const char *owner)
 {
+    if (st->in_unknown) {
+        st->unknown += !dest;
+        state = "unknown";
+    }
     bool stale = strcmp(state, "stale") == 0;
-    bool fine = !strcmp(state, "ok") || !strcmp(state, "foreign") || !strcmp(state, "draining");
+    bool fine = !strcmp(state, "ok") || !strcmp(state, "foreign") ||
+                !strcmp(state, "draining") || !strcmp(state, "unknown");
     if ((stale && !dest) || (!stale && !fine))
         st->drift++;
     st->draining += strcmp(state, "draining") == 0;
@@ -106,6 +149,7 @@ static int desired_service(struct status *st, const lb_service *ls, const struct
     ipvs_service_str(&want, sn, sizeof sn);
     const char *state = !ke ? "missing" : ipvs_service_same_config(&want, &ke->svc) ? "ok" : "differ";
     st->services++;
+    st->in_unknown = service_unknown(st, ls->owner);
     int rc = row(st, state, sn, NULL, svc_desc(&want, a, sizeof a),
                  svc_desc(ke ? &ke->svc : NULL, b, sizeof b), ls->owner);
     for (size_t i = 0; rc == 0 && i < ls->n_dests; i++)
@@ -127,6 +171,7 @@ static int desired_service(struct status *st, const lb_service *ls, const struct
         rc = row(st, draining ? "draining" : "extra", sn, ipvs_dest_str(&want, kd, dn, sizeof dn),
                  NULL, draining ? a : dest_desc(kd, a, sizeof a), ls->owner);
     }
+    st->in_unknown = false;
     return rc;
 }
 
@@ -168,12 +213,13 @@ static int kernel_only(struct status *st, const lb_table *t, const struct ipvs_t
         char sn[80], dn[80], a[96];
         ipvs_service_str(&v[i]->svc, sn, sizeof sn);
         st->foreign += !mine;
+        st->in_unknown = mine && st->scope.frontend; /* may be the unknown frontend's */
         rc = row(st, state, sn, NULL, NULL, svc_desc(&v[i]->svc, a, sizeof a), NULL);
         for (size_t j = 0; rc == 0 && j < v[i]->n_dests; j++)
-            rc = row(st, mine ? "stale" : "foreign", sn,
-                     ipvs_dest_str(&v[i]->svc, &v[i]->dests[j], dn, sizeof dn), NULL,
-                     dest_desc(&v[i]->dests[j], a, sizeof a), NULL);
+            rc = row(st, state, sn, ipvs_dest_str(&v[i]->svc, &v[i]->dests[j], dn, sizeof dn),
+                     NULL, dest_desc(&v[i]->dests[j], a, sizeof a), NULL);
     }
+    st->in_unknown = false;
     free(v);
     return rc;
 }
@@ -203,8 +249,11 @@ static void status_print(struct status *st, const ctl_report *rep)
     const ctl_options *o = st->o;
     if (st->rows) {
         struct json_object *root = json_object_new_object();
-        json_object_object_add(root, "in_sync", json_object_new_boolean(st->drift == 0));
+        json_object_object_add(root, "in_sync",
+                               json_object_new_boolean(st->drift == 0 && st->unknown == 0));
         json_object_object_add(root, "drift", json_object_new_int64((int64_t)st->drift));
+        json_object_object_add(root, "unknown", json_object_new_int64((int64_t)st->unknown));
+        json_object_object_add(root, "unknown_keys", ctl_json_strs(&rep->unknown));
         json_object_object_add(root, "foreign", json_object_new_int64((int64_t)st->foreign));
         json_object_object_add(root, "draining", json_object_new_int64((int64_t)st->draining));
         json_object_object_add(root, "revision", json_object_new_int64(rep->revision));
@@ -217,11 +266,17 @@ static void status_print(struct status *st, const ctl_report *rep)
     for (size_t i = 0; i < rep->errors.n; i++)
         fprintf(o->err, "warning: invalid key skipped or kept at its last valid value: %s\n",
                 rep->errors.v[i]);
+    ctl_print_unknown(rep, o->out);
     if (st->drift)
         fprintf(o->out, "DRIFT: %zu difference(s) between the desired table and the kernel's",
                 st->drift);
+    else if (st->unknown)
+        fprintf(o->out, "UNKNOWN: no drift in what can be checked, but %zu service(s) depend on "
+                "keys whose last valid value is gone from etcd's history", st->unknown);
     else
         fprintf(o->out, "in sync: %zu service(s), %zu destination(s)", st->services, st->dests);
+    if (st->drift && st->unknown)
+        fprintf(o->out, "; %zu service(s) unknown", st->unknown);
     if (st->draining)
         fprintf(o->out, "; %zu destination(s) draining", st->draining);
     fprintf(o->out, "; %zu foreign service(s) left alone\n", st->foreign);
@@ -254,7 +309,9 @@ int ctl_status(const ctl_options *o)
     if (ctl_load(o, &cfg, &rep) < 0 || kernel_read(o, &conn, &k) < 0)
         goto out;
     owned = load_owned(o, conn);
-    rc = lb_compute_all(cfg, &t);
+    rc = scope_of_unknown(&st, &rep);
+    if (rc == 0)
+        rc = lb_compute_all(cfg, &t);
     if (rc == 0 && o->json && !(st.rows = json_object_new_array()))
         rc = -ENOMEM;
     if (rc == 0 && !o->json)
@@ -268,8 +325,9 @@ int ctl_status(const ctl_options *o)
         goto out;
     }
     status_print(&st, &rep);
-    status = st.drift ? CTL_EXIT_PROBLEM : CTL_EXIT_OK;
+    status = st.drift ? CTL_EXIT_PROBLEM : st.unknown ? CTL_EXIT_UNKNOWN : CTL_EXIT_OK;
 out:
+    config_strs_clear(&st.scope.services);
     json_object_put(st.rows);
     ctl_table_free(&st.table);
     reconcile_free(owned);

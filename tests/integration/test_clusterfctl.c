@@ -1,5 +1,6 @@
 /* test_clusterfctl.c -- the clusterfctl binary against a real etcd: get (table and JSON; etcd
- * and a local tree, local winning; invalid and stale keys marked), validate (exit 0 / 1 with
+ * and a local tree, local winning; invalid, stale and -- history compacted -- unknown keys
+ * marked), validate (exit 0 / 1 with
  * the key named / 2 with the unreachable endpoint named), register (a key under a lease: gone
  * at once after SIGTERM, within TTL + 1 s after kill -9, re-put when the lease is revoked
  * behind its back; revoked when the put is refused) and flag errors naming the flag. `status` needs the kernel's IPVS: it is
@@ -457,6 +458,71 @@ static void test_status_host(void)
     CHECK_MSG(strstr(ERR, "cannot read") != NULL, "%s", ERR);
 }
 
+/* Put key = value; the revision of the put (0 on failure, which fails the test). */
+static int64_t put_rev(const char *key, const char *value)
+{
+    etcd_error err = {0};
+    int64_t rev = 0;
+    if (etcd_put(C, key, strlen(key), value, strlen(value), 0, &rev, &err) < 0)
+        check_fail(__FILE__, __LINE__, "put %s: %s", key, err.msg);
+    return rev;
+}
+
+/* An invalid key whose last valid value is compacted from etcd's history (issue #9): get and
+ * validate call it unknown, naming the key and the revision, instead of guessing (before:
+ * plain "invalid", as if clusterf-ipvs held nothing for it). A key that was never valid, with
+ * its whole history still there, stays invalid; a key the local tree overrides is not unknown.
+ * Runs last: it compacts the shared etcd's whole history. */
+static void test_get_compacted(void)
+{
+    if (!ready())
+        return;
+    put("/c/services/web/frontend", "{\"ipv4\":\"10.0.0.1\",\"tcp\":80}");
+    put("/c/services/web/backends/k", "{\"ipv4\":\"10.1.0.5\",\"tcp\":8080,\"weight\":5}");
+    int64_t inv = put_rev("/c/services/web/backends/k", "{\"ipv4\":\"10.1.0.5\",\"weight\":70000}");
+    put("/c/services/api/frontend", "{\"ipv4\":\"10.0.0.2\",\"tcp\":80}");
+    put("/c/services/api/frontend", "{\"ipv4\":\"10.0.0.2\",\"tcp\":-1}");
+    CHECK_INT(run("get --etcd-endpoints=%s --etcd-prefix=/c", H.endpoints), 0);
+    CHECK_MSG(find_line(OUT, "services/web/backends/k", "in-force/stale", "\"weight\":5", NULL),
+              "before the compaction: stale with its last valid value:\n%s", OUT);
+    int64_t rev = put_rev("/c/services/web/backends/never", "{\"ipv4\":\"10.1.0.6\",\"tcp\":0}");
+    etcd_error err = {0};
+    CHECK_MSG(etcd_compact(C, rev, &err) == 0, "compact %lld: %s", (long long)rev, err.msg);
+
+    CHECK_INT(run("get --etcd-endpoints=%s --etcd-prefix=/c", H.endpoints), 0);
+    CHECK_MSG(find_line(OUT, "services/web/backends/k", "etcd", "backend", "unknown", NULL),
+              "k unknown:\n%s", OUT);
+    char why[160];
+    snprintf(why, sizeof why, "unknown: services/web/backends/k: invalid since revision %lld "
+             "at least, and etcd's history before it is compacted", (long long)inv);
+    CHECK_MSG(find_line(OUT, why, "clusterf-ipvs keeps what it had", NULL), "%s in:\n%s", why, OUT);
+    CHECK_MSG(find_line(OUT, "services/api/frontend", "frontend", "unknown", NULL), "api:\n%s", OUT);
+    CHECK_MSG(find_line(OUT, "services/web/backends/never", "etcd", "invalid", NULL) &&
+              !find_line(OUT, "unknown: services/web/backends/never", NULL),
+              "never valid, history complete: invalid, not unknown:\n%s", OUT);
+
+    CHECK_INT(run("get -o json --etcd-endpoints=%s --etcd-prefix=/c", H.endpoints), 0);
+    struct json_object *root = json_tokener_parse(OUT);
+    struct json_object *k = json_entry(root, "services/web/backends/k", "etcd");
+    CHECK_STR(json_object_get_string(field(k, "state")), "unknown");
+    CHECK(k && field(k, "value") == NULL);
+    CHECK(k && strstr(json_object_get_string(field(k, "unknown")), "compacted") != NULL);
+    struct json_object *unk = field(root, "unknown");
+    CHECK(unk && json_object_array_length(unk) == 2);
+    json_object_put(root);
+
+    CHECK_INT(run("validate --etcd-endpoints=%s --etcd-prefix=/c", H.endpoints), 1);
+    CHECK_MSG(find_line(OUT, "unknown: services/web/backends/k", NULL), "validate:\n%s", OUT);
+
+    write_file("ctree/services/web/backends/k", "{\"ipv4\":\"10.1.0.5\",\"tcp\":8080}\n");
+    CHECK_INT(run("get --etcd-endpoints=%s --etcd-prefix=/c --config-path=%s/ctree", H.endpoints,
+                  H.dir), 0);
+    CHECK_MSG(find_line(OUT, "services/web/backends/k", "local", "in-force", NULL) &&
+              !find_line(OUT, "unknown: services/web/backends/k", NULL) &&
+              find_line(OUT, "unknown: services/api/frontend", NULL),
+              "the local tree's value wins: k is not unknown:\n%s", OUT);
+}
+
 static void test_bad_flags(void)
 {
     if (!ready())
@@ -519,6 +585,7 @@ int main(int argc, char **argv)
     check_run("register_put_refused", test_register_put_refused);
     check_run("status_host", test_status_host);
     check_run("bad_flags", test_bad_flags);
+    check_run("get_compacted", test_get_compacted); /* last: compacts the whole history */
     etcd_client_free(C);
     free(OUT);
     free(ERR);

@@ -1,7 +1,8 @@
 #!/bin/sh
 # guest_clusterf_ipvs.sh -- clusterf-ipvs end to end inside the scripts/vm-run guest: a real
 # etcd, the real kernel IPVS, checked with ipvsadm and with real packets through a VIP; and
-# clusterfctl status (desired vs kernel) next to it; last, a damaged state file.
+# clusterfctl status (desired vs kernel) next to it, also after a compaction; last, a damaged
+# state file.
 # Run by tests/vm/test_clusterf_ipvs.sh; prints "guest_clusterf_ipvs: N passed, N failed, 0 skipped".
 # Argument: a substring; only scenarios whose name contains it run.
 set -u
@@ -339,6 +340,65 @@ scenario_status() {
     ipvsadm -D -t 192.0.2.7:22
 }
 
+# An invalid key whose last valid value is compacted from etcd's history (issue #9): the
+# running daemon keeps that value; clusterfctl status cannot know it, so the services the key
+# touches are unknown -- neither ok nor drift -- and it exits 3 (1 while other drift remains).
+# sc: backend k goes invalid (the daemon keeps it at w=5); sf: its frontend goes invalid (the
+# daemon keeps the service); sk stays valid. A restarted daemon skips both keys (cold start).
+scenario_status_compacted() {
+    ec put /clusterf/services/sc/frontend '{"ipv4":"10.62.0.1","tcp":80}'
+    ec put /clusterf/services/sc/backends/a '{"ipv4":"10.63.0.1","tcp":8080}'
+    ec put /clusterf/services/sc/backends/k '{"ipv4":"10.63.0.2","tcp":8080,"weight":5}'
+    ec put /clusterf/services/sf/frontend '{"ipv4":"10.64.0.1","tcp":80}'
+    ec put /clusterf/services/sk/frontend '{"ipv4":"10.65.0.1","tcp":80}'
+    ec put /clusterf/services/sk/backends/a '{"ipv4":"10.66.0.1","tcp":8080}'
+    all="TCP 10.62.0.1:80 wlc|-> 10.63.0.1:8080 Masq 10 0 0|-> 10.63.0.2:8080 Masq 5 0 0|TCP 10.64.0.1:80 wlc|TCP 10.65.0.1:80 wlc|-> 10.66.0.1:8080 Masq 10 0 0"
+    expect "compacted: set up" "$all"
+    marker=$(wc -l < $LOG)
+    ec put /clusterf/services/sc/backends/k '{"ipv4":"10.63.0.2","tcp":8080,"weight":70000}'
+    ec put /clusterf/services/sf/frontend '{"ipv4":"10.64.0.1","tcp":-1}'
+    wait_for "compacted: the daemon logged both invalid keys" 20 \
+        logged_since $marker 'msg="invalid config value".*key=services/sf/frontend'
+    expect "compacted: the daemon keeps their last valid values" "$all"
+    status
+    check "compacted: before the compaction status finds the last valid values: in sync (exit 0, got $STATUS_RC)" \
+        test $STATUS_RC = 0
+    rev=$(etcdctl --endpoints=$EP endpoint status -w json | sed -n 's/.*"revision":\([0-9]*\).*/\1/p')
+    check "compacted: etcdctl compact $rev" ec compact $rev
+    status
+    sed 's/^/    /' /tmp/status.out
+    check "compacted: no drift but unknown services -> exit 3 (got $STATUS_RC)" test $STATUS_RC = 3
+    sees "compacted: the kept backend is unknown, not extra" "^unknown tcp 10.62.0.1:80 10.63.0.2:8080 - masq w=5 sc$"
+    sees "compacted: the rest of its service is unknown too" "^unknown tcp 10.62.0.1:80 10.63.0.1:8080 masq w=10 masq w=10 sc$"
+    sees "compacted: the kept service of the unknown frontend is unknown, not stale" "^unknown tcp 10.64.0.1:80 - - wlc -$"
+    sees "compacted: the valid service is checked" "^ok tcp 10.65.0.1:80 10.66.0.1:8080 masq w=10 masq w=10 sk$"
+    sees "compacted: the key is named with its revision" "^unknown: services/sc/backends/k: invalid since revision [0-9]* at least, and etcd's history before it is compacted"
+    sees "compacted: summary" "^UNKNOWN: no drift in what can be checked, but 2 service(s)"
+    clusterfctl status --etcd-endpoints=$EP -o json > /tmp/status.json 2>&1
+    check "compacted: -o json: not in sync, 2 unknown, 0 drift" json_unknown_2
+    clusterfctl get --etcd-endpoints=$EP > /tmp/get.out 2>&1
+    check "compacted: get shows the same keys unknown" \
+        grep -q '^services/sc/backends/k  *etcd  *backend  *unknown' /tmp/get.out
+    stop_ipvs
+    ipvsadm -d -t 10.65.0.1:80 -r 10.66.0.1:8080
+    status
+    check "compacted: drift elsewhere still -> exit 1 (got $STATUS_RC)" test $STATUS_RC = 1
+    sees "compacted: ... with the unknown ones counted apart" "^DRIFT: 1 difference(s).*; 2 service(s) unknown"
+    start_ipvs
+    expect "compacted: a restarted daemon skips both invalid keys (cold start)" \
+        "TCP 10.62.0.1:80 wlc|-> 10.63.0.1:8080 Masq 10 0 0|TCP 10.65.0.1:80 wlc|-> 10.66.0.1:8080 Masq 10 0 0"
+    status
+    check "compacted: after the restart status still cannot know (exit 3, got $STATUS_RC)" test $STATUS_RC = 3
+    ec del --prefix /clusterf/services/sc/
+    ec del --prefix /clusterf/services/sf/
+    ec del --prefix /clusterf/services/sk/
+    expect "compacted: cleaned up" ""
+}
+json_unknown_2() {
+    grep -q '"in_sync": false' /tmp/status.json && grep -q '"unknown": 2' /tmp/status.json &&
+        grep -q '"drift": 0' /tmp/status.json
+}
+
 route_present() { [ -n "$(etcdctl --endpoints=$EP get /clusterf/routes/host1 --print-value-only)" ]; }
 route_absent() { ! route_present; }
 
@@ -578,8 +638,8 @@ scenario_drain() {
 
 start_etcd || { echo "guest_clusterf_ipvs: 0 passed, 1 failed, 0 skipped"; exit 1; }
 start_ipvs
-for s in seed routes families foreign_drift_invalid restart sighup etcd_restart local_tree status advertise packets \
-         damaged_state handover drain; do
+for s in seed routes families foreign_drift_invalid restart sighup etcd_restart local_tree status status_compacted \
+         advertise packets damaged_state handover drain; do
     want "$s" || continue
     echo "== $s"
     case $s in
@@ -587,6 +647,7 @@ for s in seed routes families foreign_drift_invalid restart sighup etcd_restart 
         foreign_drift_invalid) scenario_foreign_drift_invalid;; restart) scenario_restart;;
         sighup) scenario_sighup;;
         etcd_restart) scenario_etcd_restart;; local_tree) scenario_local_tree;; status) scenario_status;;
+        status_compacted) scenario_status_compacted;;
         advertise) scenario_advertise;; packets) scenario_packets;;
         damaged_state) scenario_damaged_state;; handover) scenario_handover;; drain) scenario_drain;;
     esac

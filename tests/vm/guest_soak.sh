@@ -206,8 +206,9 @@ resources() {
 # --- scenario 2: compaction past the watch while clusterf-ipvs is stopped.
 # heal_invalid: every key the writer may have made invalid gets the model's valid value again,
 # or is deleted when the model has none -- the stale values a running daemon keeps are lost on a
-# cold start (a restart; clusterfctl once the history is compacted), which the model does not
-# follow. The table does not change.
+# cold start (a restart), which the model does not follow, and once the history is compacted
+# clusterfctl status cannot know them (it shows their services unknown and exits 3, where the
+# checkpoints want 0). The table does not change.
 heal_invalid() {
     for k in 1 2 3 4; do
         line=$(grep "^svc s$k " $M)
