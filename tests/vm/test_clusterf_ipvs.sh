@@ -7,5 +7,5 @@
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
 exec tests/vm/run-guest test_clusterf_ipvs tests/vm/guest_clusterf_ipvs.sh \
-    --timeout 900 --add "$BUILD/clusterf-ipvs:/usr/bin/clusterf-ipvs" \
+    --timeout 1700 --add "$BUILD/clusterf-ipvs:/usr/bin/clusterf-ipvs" \
     --add "$BUILD/clusterfctl:/usr/bin/clusterfctl" -- "$@"
