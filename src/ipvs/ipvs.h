@@ -223,7 +223,7 @@ int ipvs_info(ipvs_conn *c, uint32_t *version, uint32_t *conn_tab_size, struct i
 int ipvs_dump_services(ipvs_conn *c, struct ipvs_service **out, size_t *n, struct ipvs_err *err);
 /* One part of a service dump: the first call starts a dump, each call appends to list the
  * services of the next datagrams of it until it holds max more (a datagram is never split, so
- * a part can be up to one datagram, ~150 services, larger), or the dump is over. Returns 1
+ * a part can be up to one datagram, ~35 services, larger), or the dump is over. Returns 1
  * while the dump has more, 0 when list holds it all (the next call starts a new dump), or
  * -errno (the dump is dropped). The dump runs on a socket of its own, so every other exchange
  * of c goes on between the parts. Like every IPVS dump it resumes by position: a change made

@@ -269,12 +269,10 @@ static int grow_rbuf(ipvs_conn *c, size_t need)
     return 0;
 }
 
-int ipvs_recv(ipvs_conn *c, bool nonblock)
-{
-    return ipvs_recv_fd(c, c->fd, nonblock);
-}
-
-int ipvs_recv_fd(ipvs_conn *c, int fd, bool nonblock)
+/* Receive one datagram from fd into c->rbuf, asking for exactly its length when exact (the
+ * kernel sizes the datagrams of a socket's dumps after the largest read it saw, from one page
+ * up to 32 KiB). Returns as ipvs_recv. */
+static int recv_datagram(ipvs_conn *c, int fd, bool nonblock, bool exact)
 {
     int flags = nonblock ? MSG_DONTWAIT : 0;
     ssize_t n;
@@ -285,12 +283,23 @@ int ipvs_recv_fd(ipvs_conn *c, int fd, bool nonblock)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
     if (grow_rbuf(c, (size_t)n) < 0)
         return -ENOMEM;
+    size_t want = exact ? (size_t)n : c->rcap;
     do
-        n = recv(fd, c->rbuf, c->rcap, MSG_DONTWAIT);
+        n = recv(fd, c->rbuf, want, MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
     if (n < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
     return (int)n;
+}
+
+int ipvs_recv(ipvs_conn *c, bool nonblock)
+{
+    return recv_datagram(c, c->fd, nonblock, false);
+}
+
+int ipvs_recv_fd(ipvs_conn *c, int fd, bool nonblock)
+{
+    return recv_datagram(c, fd, nonblock, true);
 }
 
 void ipvs_drain(ipvs_conn *c)

@@ -45,7 +45,9 @@ int ipvs_send_fd(int fd, const void *buf, size_t len);
 int ipvs_conn_part_open(ipvs_conn *c, struct ipvs_err *err);
 /* Close it (dropping a dump under way); no-op when closed. */
 void ipvs_conn_part_close(ipvs_conn *c);
-/* ipvs_recv on another socket of c (fd), into the same buffer. */
+/* ipvs_recv on another socket of c (fd), into the same buffer, reading each datagram with
+ * its own length: the kernel then keeps the datagrams of that socket's dumps at about a page
+ * (~35 services), so a dump read in parts can stop after few services. */
 int ipvs_recv_fd(ipvs_conn *c, int fd, bool nonblock);
 /* Throw away whatever is queued (answers to an exchange that timed out). */
 void ipvs_drain(ipvs_conn *c);

@@ -25,7 +25,7 @@
 /* Failed ops whose services are told apart in one pass (past that, all are unsettled). */
 #define FAIL_IDS_MAX 64
 /* Services per part of the service dump that begins a full pass (a datagram more at most). */
-#define RECONCILE_LOAD_PART 256
+#define RECONCILE_LOAD_PART 64
 /* During a sliced full pass, the owned set is written at most this often (and at its end). */
 #define SAVE_EVERY_MS 1000
 

@@ -870,7 +870,7 @@ static void test_dump_in_parts(void)
         ;
     CHECK_INT(rc, 0);
     CHECK(!reconcile_full_loading(w.rec));
-    CHECK_INT(w.svc_parts, 3); /* 256 + 256 + 187 */
+    CHECK_INT(w.svc_parts, 11); /* 10 x 64 + 59 */
     CHECK_INT(reconcile_full_load(w.rec, &res), 0);
     CHECK_INT(reconcile_full_add(w.rec, &t, &res), 0);
     CHECK_INT(reconcile_full_end(w.rec, &res), 0);
