@@ -609,6 +609,7 @@ scenario_slices() {
     wait_for "slices: the first full pass ends" 300 logged_since $marker 'msg="reconciled" pass=full'
     check "slices: its dump of the kernel's services was read in parts (at least $((n / 128)))" \
         test "$(since $marker | grep -m1 'msg="reconciled" pass=full' | sed 's/.*dump_parts=\([0-9]*\).*/\1/')" -ge $((n / 128))
+    echo "INFO slices: first pass over $n kernel services: $(since $marker | grep -m1 'msg="reconciled" pass=full' | grep -o 'duration_ms=.*dump_parts=[0-9]*')"
     check "slices: the foreign services are kept" test "$(ipvsadm -L -n | grep -c ':81 rr')" = $n
     # An etcd change during the dump: an invalid value, whose error is logged when it is applied.
     GW_URL=$EP
@@ -619,6 +620,7 @@ scenario_slices() {
     wait_for "slices: the etcd change is applied" 120 logged_since $marker 'invalid config value.*slices'
     wait_for "slices: the SIGHUP pass ends" 300 logged_since $marker 'msg="reconciled" pass=full scope=sighup'
     ev=$(line_of $marker 'invalid config value.*slices') end=$(line_of $marker 'msg="reconciled" pass=full scope=sighup')
+    echo "INFO slices: SIGHUP pass: $(since $marker | grep -m1 'msg="reconciled" pass=full' | grep -o 'duration_ms=.*dump_parts=[0-9]*')"
     check "slices: the etcd change was applied between parts of the dump, before the pass ended (lines $ev < $end)" \
         test "$ev" -lt "$end"
     # SIGTERM during the dump.
