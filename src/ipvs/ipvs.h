@@ -119,6 +119,13 @@ struct ipvs_batch {
     size_t n, cap;
 };
 
+/* The services a dump read in parts has given so far (ipvs_dump_services_part). Start it
+ * zeroed; ipvs_service_list_release frees it. */
+struct ipvs_service_list {
+    struct ipvs_service *v;
+    size_t n, cap;
+};
+
 /* Counters of one connection, for tests and metrics. */
 struct ipvs_counters {
     uint64_t sendmsgs;   /* datagrams sent for ipvs_apply() */
@@ -139,6 +146,12 @@ struct ipvs_iface {
     int (*dump_dests)(void *self, const struct ipvs_service *svc, struct ipvs_dest **out,
                       size_t *n, struct ipvs_err *err);
     int (*apply)(void *self, struct ipvs_op *ops, size_t n, struct ipvs_err *err);
+    /* The services in parts, as ipvs_dump_services_part, so that a caller's event loop is
+     * never held by a large table; and the end of such a dump before it is complete. NULL in
+     * an iface without them: then dump_services gives the whole table at once. */
+    int (*dump_services_part)(void *self, struct ipvs_service_list *list, size_t max,
+                              struct ipvs_err *err);
+    void (*dump_services_stop)(void *self);
 };
 
 /* Open a generic netlink socket and resolve the IPVS family. Returns 0 and *out, or
@@ -180,6 +193,11 @@ int ipvs_fake_dump_services(ipvs_fake *f, struct ipvs_service **out, size_t *n,
                             struct ipvs_err *err);
 int ipvs_fake_dump_dests(ipvs_fake *f, const struct ipvs_service *svc, struct ipvs_dest **out,
                          size_t *n, struct ipvs_err *err);
+/* As ipvs_dump_services_part / ipvs_dump_services_stop: resumes by position in the table, as
+ * the kernel does, so a change between two parts can skip or repeat a service. */
+int ipvs_fake_dump_services_part(ipvs_fake *f, struct ipvs_service_list *list, size_t max,
+                                 struct ipvs_err *err);
+void ipvs_fake_dump_services_stop(ipvs_fake *f);
 int ipvs_fake_apply(ipvs_fake *f, struct ipvs_op *ops, size_t n, struct ipvs_err *err);
 /* Make a later apply break like a lost exchange: after n_ops more ops, the rest of that call
  * is IPVS_FAILED with code and the call returns code (e.g. -ETIMEDOUT). */
@@ -203,6 +221,19 @@ int ipvs_info(ipvs_conn *c, uint32_t *version, uint32_t *conn_tab_size, struct i
 
 /* Every service, without destinations. Returns 0 and a malloc'ed array (free()) in *out. */
 int ipvs_dump_services(ipvs_conn *c, struct ipvs_service **out, size_t *n, struct ipvs_err *err);
+/* One part of a service dump: the first call starts a dump, each call appends to list the
+ * services of the next datagrams of it until it holds max more (a datagram is never split, so
+ * a part can be up to one datagram, ~35 services, larger), or the dump is over. Returns 1
+ * while the dump has more, 0 when list holds it all (the next call starts a new dump), or
+ * -errno (the dump is dropped). The dump runs on a socket of its own, so every other exchange
+ * of c goes on between the parts. Like every IPVS dump it resumes by position: a change made
+ * between two parts can be missed or a service given twice (ipvs-netlink.md §6). */
+int ipvs_dump_services_part(ipvs_conn *c, struct ipvs_service_list *list, size_t max,
+                            struct ipvs_err *err);
+/* Drop a dump read in parts before its end (its socket is closed); no-op when none runs. */
+void ipvs_dump_services_stop(ipvs_conn *c);
+/* Free the services and zero list; NULL is a no-op. */
+void ipvs_service_list_release(struct ipvs_service_list *list);
 /* The destinations of one service (empty if the service does not exist). Returns 0 and a
  * malloc'ed array (free()) in *out. */
 int ipvs_dump_dests(ipvs_conn *c, const struct ipvs_service *svc, struct ipvs_dest **out,

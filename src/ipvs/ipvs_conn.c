@@ -54,11 +54,11 @@ static int set_buf(int fd, int force_opt, int opt, int want)
     return got;
 }
 
-static void apply_timeout(ipvs_conn *c)
+static void apply_timeout(const ipvs_conn *c, int fd)
 {
     struct timeval tv = { .tv_sec = c->timeout_ms / 1000,
                           .tv_usec = (c->timeout_ms % 1000) * 1000 };
-    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 }
 
 /* Buffer sizes, and the batch bounds that follow from what the kernel granted. */
@@ -80,7 +80,7 @@ static void tune_socket(ipvs_conn *c)
     size_buffers(c, SNDBUF_WANT, RCVBUF_WANT);
     setsockopt(c->fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
     c->timeout_ms = TIMEOUT_MS_DEFAULT;
-    apply_timeout(c);
+    apply_timeout(c, c->fd);
 }
 
 void ipvs_conn_set_buffers(ipvs_conn *c, int sndbuf, int rcvbuf)
@@ -138,10 +138,35 @@ fail:
     return rc;
 }
 
+int ipvs_conn_part_open(ipvs_conn *c, struct ipvs_err *err)
+{
+    if (c->part_sk)
+        return 0;
+    struct nl_sock *sk = nl_socket_alloc();
+    if (!sk)
+        return ipvs_seterr(err, -ENOMEM, "out of memory");
+    int rc = genl_connect(sk);
+    if (rc < 0) {
+        nl_socket_free(sk);
+        return ipvs_seterr(err, -EIO, "opening a generic netlink socket: %s", nl_geterror(rc));
+    }
+    c->part_sk = sk;
+    apply_timeout(c, nl_socket_get_fd(sk));
+    return 0;
+}
+
+void ipvs_conn_part_close(ipvs_conn *c)
+{
+    nl_socket_free(c->part_sk);
+    c->part_sk = NULL;
+    c->parting = false;
+}
+
 void ipvs_conn_free(ipvs_conn *c)
 {
     if (!c)
         return;
+    ipvs_conn_part_close(c);
     nl_socket_free(c->sk);
     free(c->rbuf);
     free(c);
@@ -150,7 +175,9 @@ void ipvs_conn_free(ipvs_conn *c)
 void ipvs_conn_set_timeout_ms(ipvs_conn *c, unsigned ms)
 {
     c->timeout_ms = ms ? ms : 1;
-    apply_timeout(c);
+    apply_timeout(c, c->fd);
+    if (c->part_sk)
+        apply_timeout(c, nl_socket_get_fd(c->part_sk));
 }
 
 void ipvs_conn_set_max_batch(ipvs_conn *c, size_t max_ops)
@@ -190,19 +217,37 @@ static int iface_apply(void *self, struct ipvs_op *ops, size_t n, struct ipvs_er
     return ipvs_apply(self, ops, n, err);
 }
 
+static int iface_dump_services_part(void *self, struct ipvs_service_list *list, size_t max,
+                                    struct ipvs_err *err)
+{
+    return ipvs_dump_services_part(self, list, max, err);
+}
+
+static void iface_dump_services_stop(void *self)
+{
+    ipvs_dump_services_stop(self);
+}
+
 struct ipvs_iface ipvs_conn_iface(ipvs_conn *c)
 {
     return (struct ipvs_iface){ .self = c, .dump = iface_dump,
                                 .dump_services = iface_dump_services,
-                                .dump_dests = iface_dump_dests, .apply = iface_apply };
+                                .dump_dests = iface_dump_dests, .apply = iface_apply,
+                                .dump_services_part = iface_dump_services_part,
+                                .dump_services_stop = iface_dump_services_stop };
 }
 
 int ipvs_send(ipvs_conn *c, const void *buf, size_t len)
 {
+    return ipvs_send_fd(c->fd, buf, len);
+}
+
+int ipvs_send_fd(int fd, const void *buf, size_t len)
+{
     struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
     ssize_t n;
     do
-        n = sendto(c->fd, buf, len, 0, (struct sockaddr *)&kernel, sizeof(kernel));
+        n = sendto(fd, buf, len, 0, (struct sockaddr *)&kernel, sizeof(kernel));
     while (n < 0 && errno == EINTR);
     if (n < 0)
         return -errno;
@@ -224,23 +269,37 @@ static int grow_rbuf(ipvs_conn *c, size_t need)
     return 0;
 }
 
-int ipvs_recv(ipvs_conn *c, bool nonblock)
+/* Receive one datagram from fd into c->rbuf, asking for exactly its length when exact (the
+ * kernel sizes the datagrams of a socket's dumps after the largest read it saw, from one page
+ * up to 32 KiB). Returns as ipvs_recv. */
+static int recv_datagram(ipvs_conn *c, int fd, bool nonblock, bool exact)
 {
     int flags = nonblock ? MSG_DONTWAIT : 0;
     ssize_t n;
     do /* peek at the real size first, so no datagram is ever truncated */
-        n = recv(c->fd, NULL, 0, flags | MSG_PEEK | MSG_TRUNC);
+        n = recv(fd, NULL, 0, flags | MSG_PEEK | MSG_TRUNC);
     while (n < 0 && errno == EINTR);
     if (n < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
     if (grow_rbuf(c, (size_t)n) < 0)
         return -ENOMEM;
+    size_t want = exact ? (size_t)n : c->rcap;
     do
-        n = recv(c->fd, c->rbuf, c->rcap, MSG_DONTWAIT);
+        n = recv(fd, c->rbuf, want, MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
     if (n < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
     return (int)n;
+}
+
+int ipvs_recv(ipvs_conn *c, bool nonblock)
+{
+    return recv_datagram(c, c->fd, nonblock, false);
+}
+
+int ipvs_recv_fd(ipvs_conn *c, int fd, bool nonblock)
+{
+    return recv_datagram(c, fd, nonblock, true);
 }
 
 void ipvs_drain(ipvs_conn *c)

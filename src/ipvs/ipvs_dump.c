@@ -141,6 +141,78 @@ int ipvs_dump_dests(ipvs_conn *c, const struct ipvs_service *svc, struct ipvs_de
     return 0;
 }
 
+/* Open the parts socket if needed and send a service dump request on it. */
+static int part_start(ipvs_conn *c, struct ipvs_err *err)
+{
+    int rc = ipvs_conn_part_open(c, err);
+    if (rc < 0)
+        return rc;
+    c->part_seq = c->seq++;
+    struct nl_msg *m = ipvs_msg_new(c, IPVS_CMD_GET_SERVICE, NLM_F_REQUEST | NLM_F_DUMP,
+                                    c->part_seq);
+    if (!m)
+        return ipvs_seterr(err, -ENOMEM, "out of memory");
+    rc = ipvs_send_fd(nl_socket_get_fd(c->part_sk), nlmsg_hdr(m), nlmsg_hdr(m)->nlmsg_len);
+    nlmsg_free(m);
+    c->counters.dumps++;
+    if (rc < 0)
+        return ipvs_seterr(err, rc, "sending the IPVS dump request: %s", strerror(-rc));
+    c->parting = true;
+    return 0;
+}
+
+/* Read datagrams of the dump in parts until d holds goal items: 1 at NLMSG_DONE, 0 when goal
+ * was reached first, -errno. */
+static int part_read(ipvs_conn *c, struct dump_ctx *d, size_t goal, struct ipvs_err *err)
+{
+    int fd = nl_socket_get_fd(c->part_sk), rc = 0;
+    while (rc == 0 && d->out.n < goal) {
+        int len = ipvs_recv_fd(c, fd, false);
+        if (len == -EAGAIN)
+            return ipvs_seterr(err, -ETIMEDOUT, "IPVS dump: no answer within %u ms",
+                               c->timeout_ms);
+        if (len < 0)
+            return ipvs_seterr(err, len, "IPVS dump: receiving: %s", strerror(-len));
+        rc = take_datagram(c, d, len, c->part_seq, err);
+    }
+    return rc;
+}
+
+int ipvs_dump_services_part(ipvs_conn *c, struct ipvs_service_list *list, size_t max,
+                            struct ipvs_err *err)
+{
+    int rc = c->parting ? 0 : part_start(c, err);
+    if (rc < 0) {
+        ipvs_conn_part_close(c);
+        return rc;
+    }
+    struct dump_ctx d = { .svc = NULL, .out = { .items = list->v, .n = list->n,
+                                                .cap = list->cap, .size = sizeof *list->v } };
+    rc = part_read(c, &d, list->n + (max ? max : 1), err);
+    list->v = d.out.items;
+    list->n = d.out.n;
+    list->cap = d.out.cap;
+    if (rc < 0)
+        ipvs_conn_part_close(c); /* the kernel ends a dump when its socket closes */
+    else if (rc == 1)
+        c->parting = false;      /* the socket stays open for the next one */
+    return rc < 0 ? rc : rc == 1 ? 0 : 1;
+}
+
+void ipvs_dump_services_stop(ipvs_conn *c)
+{
+    if (c->parting)
+        ipvs_conn_part_close(c);
+}
+
+void ipvs_service_list_release(struct ipvs_service_list *list)
+{
+    if (!list)
+        return;
+    free(list->v);
+    *list = (struct ipvs_service_list){0};
+}
+
 void ipvs_table_free(struct ipvs_table *t)
 {
     if (!t)

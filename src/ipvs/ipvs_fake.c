@@ -8,6 +8,7 @@
  * the counters (always zero here) and filled out to a struct ipvs_dest only when dumped.
  * Services are indexed; dests are searched linearly within their service. */
 #include "common/bytemap.h"
+#include "common/vec.h"
 #include "ipvs/ipvs.h"
 
 #include <limits.h>
@@ -58,6 +59,8 @@ struct ipvs_fake {
     long fail_after;          /* <0: off; else ops to process before failing */
     int fail_code;
     unsigned long applies;
+    size_t part_pos;          /* next position of a dump read in parts */
+    bool parting;             /* such a dump is under way */
 };
 
 /* Schedulers of the Debian 6.1 kernel. */
@@ -449,6 +452,29 @@ int ipvs_fake_dump_services(ipvs_fake *f, struct ipvs_service **out, size_t *n,
     return 0;
 }
 
+int ipvs_fake_dump_services_part(ipvs_fake *f, struct ipvs_service_list *list, size_t max,
+                                 struct ipvs_err *err)
+{
+    if (!f->parting)
+        f->part_pos = 0;
+    f->parting = true;
+    size_t end = f->part_pos + (max ? max : 1);
+    for (; f->part_pos < end && f->part_pos < f->t.n; f->part_pos++) {
+        if (vec_grow((void **)&list->v, &list->cap, list->n + 1, sizeof *list->v) < 0) {
+            f->parting = false;
+            return fake_oom(err);
+        }
+        list->v[list->n++] = f->t.entries[f->part_pos].svc;
+    }
+    f->parting = f->part_pos < f->t.n;
+    return f->parting ? 1 : 0;
+}
+
+void ipvs_fake_dump_services_stop(ipvs_fake *f)
+{
+    f->parting = false;
+}
+
 int ipvs_fake_dump_dests(ipvs_fake *f, const struct ipvs_service *svc, struct ipvs_dest **out,
                          size_t *n, struct ipvs_err *err)
 {
@@ -487,9 +513,22 @@ static int iface_apply(void *self, struct ipvs_op *ops, size_t n, struct ipvs_er
     return ipvs_fake_apply(self, ops, n, err);
 }
 
+static int iface_dump_services_part(void *self, struct ipvs_service_list *list, size_t max,
+                                    struct ipvs_err *err)
+{
+    return ipvs_fake_dump_services_part(self, list, max, err);
+}
+
+static void iface_dump_services_stop(void *self)
+{
+    ipvs_fake_dump_services_stop(self);
+}
+
 struct ipvs_iface ipvs_fake_iface(ipvs_fake *f)
 {
     return (struct ipvs_iface){ .self = f, .dump = iface_dump,
                                 .dump_services = iface_dump_services,
-                                .dump_dests = iface_dump_dests, .apply = iface_apply };
+                                .dump_dests = iface_dump_dests, .apply = iface_apply,
+                                .dump_services_part = iface_dump_services_part,
+                                .dump_services_stop = iface_dump_services_stop };
 }

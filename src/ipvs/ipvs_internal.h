@@ -23,6 +23,10 @@ struct ipvs_conn {
     uint8_t *rbuf;           /* receive buffer, grown to the largest datagram */
     size_t rcap;
     struct ipvs_counters counters;
+    /* The service dump read in parts (ipvs_dump_services_part), on a socket of its own. */
+    struct nl_sock *part_sk;  /* NULL: none open */
+    uint32_t part_seq;
+    bool parting;             /* a dump in parts is under way on part_sk */
 };
 
 /* Fill err (if not NULL) with code and a printf message; returns code. */
@@ -34,6 +38,17 @@ int ipvs_send(ipvs_conn *c, const void *buf, size_t len);
 /* Receive one datagram into c->rbuf; nonblock: do not wait. Returns its length, or -EAGAIN
  * (timeout / nothing queued), -ENOBUFS (the kernel dropped messages), another -errno. */
 int ipvs_recv(ipvs_conn *c, bool nonblock);
+/* ipvs_send on another socket of c (fd). */
+int ipvs_send_fd(int fd, const void *buf, size_t len);
+/* Open c's socket for dumps read in parts (no-op when open; the receive timeout is c's).
+ * 0 or -errno. */
+int ipvs_conn_part_open(ipvs_conn *c, struct ipvs_err *err);
+/* Close it (dropping a dump under way); no-op when closed. */
+void ipvs_conn_part_close(ipvs_conn *c);
+/* ipvs_recv on another socket of c (fd), into the same buffer, reading each datagram with
+ * its own length: the kernel then keeps the datagrams of that socket's dumps at about a page
+ * (~35 services), so a dump read in parts can stop after few services. */
+int ipvs_recv_fd(ipvs_conn *c, int fd, bool nonblock);
 /* Throw away whatever is queued (answers to an exchange that timed out). */
 void ipvs_drain(ipvs_conn *c);
 /* A new message for cmd with the given netlink flags and sequence number, or NULL. */

@@ -209,8 +209,9 @@ static void drain_check(ipvsd *d)
 static void full_end(ipvsd *d)
 {
     char extra[200];
-    snprintf(extra, sizeof extra, " slices=%zu longest_slice_ms=%lld kept=%zu compute_ms=%lld"
-             " kernel_ms=%lld save_ms=%lld", d->full_slices, (long long)d->full_longest_ms,
+    snprintf(extra, sizeof extra, " slices=%zu longest_slice_ms=%lld dump_parts=%zu kept=%zu"
+             " compute_ms=%lld kernel_ms=%lld save_ms=%lld", d->full_slices,
+             (long long)d->full_longest_ms, d->full_load_parts,
              d->full_kept, (long long)(d->full_compute_us / 1000),
              (long long)(d->full_res.kernel_us / 1000), (long long)(d->full_res.save_us / 1000));
     log_result("full", d->full_why, &d->full_res, clock_now_ms() - d->full_t0, extra);
@@ -253,10 +254,24 @@ static bool full_may_keep(const ipvsd *d, const char *name)
            !nameset_has(&d->dirty, name) && !nameset_has(&d->noisy, name);
 }
 
-/* Compute and reconcile the next FULL_STEP_SERVICES clusterf services of the full pass.
- * Returns 1 while more are left, 0 when the pass is over (logged), -1 when it broke. */
+/* Read the next part of the kernel's services for the full pass. 1 (go on), or -1 when the
+ * dump broke (the pass is over, logged). */
+static int full_load_step(ipvsd *d)
+{
+    d->full_load_parts++;
+    if (reconcile_full_load(d->rec, &d->full_res) >= 0)
+        return 1;
+    full_end(d);
+    return -1;
+}
+
+/* Compute and reconcile the next FULL_STEP_SERVICES clusterf services of the full pass (once
+ * its dump of the kernel's services is read, a part per step). Returns 1 while more are left,
+ * 0 when the pass is over (logged), -1 when it broke. */
 static int full_step(ipvsd *d)
 {
+    if (reconcile_full_loading(d->rec))
+        return full_load_step(d);
     lb_table part, one;
     lb_table_init(&part);
     lb_table_init(&one);
@@ -320,6 +335,7 @@ void ipvsd_pass_full(ipvsd *d, const char *why)
     }
     d->full_t0 = clock_now_ms();
     d->full_slices = 0;
+    d->full_load_parts = 1; /* begin reads the first */
     d->full_compute_us = 0;
     snprintf(d->full_why, sizeof d->full_why, "%s", why);
     d->full_res = result_for(d);

@@ -83,6 +83,7 @@ typedef struct ipvsd {
     int64_t full_t0, full_longest_ms;
     int64_t full_compute_us;  /* time the full pass spent computing its services */
     size_t full_slices;
+    size_t full_load_parts; /* parts of its dump of the kernel's services */
     size_t full_kept;       /* clusterf services it kept unchanged (reconcile_full_keep) */
     bool full_again;        /* another full pass was asked for while it ran */
     bool full_keep;         /* a periodic resync: untouched services are checked, not computed */

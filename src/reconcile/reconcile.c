@@ -24,6 +24,8 @@
 #define BATCH_OPS 2048
 /* Failed ops whose services are told apart in one pass (past that, all are unsettled). */
 #define FAIL_IDS_MAX 64
+/* Services per part of the service dump that begins a full pass (a datagram more at most). */
+#define RECONCILE_LOAD_PART 64
 /* During a sliced full pass, the owned set is written at most this often (and at its end). */
 #define SAVE_EVERY_MS 1000
 
@@ -316,14 +318,10 @@ static bool mdests_same(const struct ipvs_service *svc, const mdest *a, const md
     return true;
 }
 
-/* Make the mirror's set of services the kernel's (svcs, from a dump): new ones are added,
- * vanished ones dropped, and no entry's dests are known any more. 0 or -ENOMEM. */
-static int mirror_sync_services(reconcile *r, const struct ipvs_service *svcs, size_t n)
+/* Merge a part of a service dump (svcs) into the mirror: new services are added, and none of
+ * these has its dests known any more. 0 or -ENOMEM. */
+static int mirror_sync_part(reconcile *r, const struct ipvs_service *svcs, size_t n)
 {
-    size_t pos = 0;
-    bytemap_entry *e = NULL;
-    while (bytemap_next(&r->mirror, &pos, &e))
-        ((mentry *)e->val)->seen = false;
     for (size_t i = 0; i < n; i++) {
         svc_id id;
         svc_id_of(&svcs[i], &id);
@@ -333,14 +331,20 @@ static int mirror_sync_services(reconcile *r, const struct ipvs_service *svcs, s
         if (!m)
             return -ENOMEM;
         m->changed = changed;
-        m->seen = true;
+        m->seen = r->load;
         m->dests_known = false; /* the dests stay until the next dump: they hold drain marks */
     }
+    return 0;
+}
+
+/* The service dump is complete: drop the services it did not show. 0 or -ENOMEM. */
+static int mirror_drop_unseen(reconcile *r)
+{
     svc_id *gone = NULL;
-    size_t n_gone = 0, cap = 0;
-    pos = 0, e = NULL;
+    size_t n_gone = 0, cap = 0, pos = 0;
+    bytemap_entry *e = NULL;
     while (bytemap_next(&r->mirror, &pos, &e)) {
-        if (((mentry *)e->val)->seen)
+        if (((mentry *)e->val)->seen == r->load)
             continue;
         if (vec_grow((void **)&gone, &cap, n_gone + 1, sizeof *gone) < 0) {
             free(gone);
@@ -352,6 +356,15 @@ static int mirror_sync_services(reconcile *r, const struct ipvs_service *svcs, s
         mirror_remove(r, &gone[i]);
     free(gone);
     return 0;
+}
+
+/* Stop a service dump under way (nothing of it is kept). */
+static void load_stop(reconcile *r)
+{
+    if (r->loading && r->kernel.dump_services_stop)
+        r->kernel.dump_services_stop(r->kernel.self);
+    r->loading = false;
+    r->load_part.n = 0;
 }
 
 /* ---- applying and learning from the answers ---- */
@@ -825,6 +838,8 @@ void reconcile_free(reconcile *r)
 {
     if (!r)
         return;
+    load_stop(r);
+    ipvs_service_list_release(&r->load_part);
     mirror_clear(r);
     owned_clear(r);
     names_clear(r);
@@ -937,32 +952,76 @@ static int full_abort(reconcile *r, reconcile_result *res, int rc)
     return fail(res, rc);
 }
 
-/* Make the mirror's services those of the kernel (dests are dumped when first needed). */
+/* The next part of the service dump into r->load_part (begun when none runs): in parts when
+ * the kernel side can, else whole. 1 while more is left, 0 at its end, -errno (res->error). */
+static int load_read(reconcile *r, size_t max, reconcile_result *res)
+{
+    struct ipvs_err err = {0};
+    int rc;
+    int64_t t0 = clock_now_us();
+    r->load_part.n = 0;
+    if (r->kernel.dump_services_part) {
+        rc = r->kernel.dump_services_part(r->kernel.self, &r->load_part, max, &err);
+    } else {
+        ipvs_service_list_release(&r->load_part);
+        rc = r->kernel.dump_services(r->kernel.self, &r->load_part.v, &r->load_part.n, &err);
+        r->load_part.cap = r->load_part.n;
+    }
+    res->kernel_us += clock_now_us() - t0;
+    if (rc < 0)
+        snprintf(res->error, sizeof res->error, "dump: %s", err.msg);
+    return rc;
+}
+
+/* Read the next part of the kernel's services into the mirror, starting a dump when none
+ * runs; at the end of the dump, drop what it did not show (dests are dumped when first
+ * needed). 1 while more is left, 0 when the mirror holds the kernel's services, -errno
+ * (res->error; the dump is dropped). */
+static int mirror_load_part(reconcile *r, reconcile_result *res)
+{
+    if (!r->loading) {
+        r->load++;
+        r->loading = true;
+    }
+    int more = load_read(r, RECONCILE_LOAD_PART, res);
+    int rc = more < 0 ? more : mirror_sync_part(r, r->load_part.v, r->load_part.n);
+    if (rc == 0 && more == 0)
+        rc = mirror_drop_unseen(r);
+    if (rc < 0) {
+        load_stop(r);
+        return res->error[0] ? rc : fail(res, rc);
+    }
+    if (more)
+        return 1;
+    r->loading = false;
+    r->mirror_loaded = true;
+    /* One part's buffer is kept between passes; a whole dump's (no parts) is not. */
+    if (r->load_part.cap > 2 * RECONCILE_LOAD_PART)
+        ipvs_service_list_release(&r->load_part);
+    return 0;
+}
+
+/* Read the rest of the kernel's services into the mirror. 0 or -errno (res->error). */
+static int mirror_load_rest(reconcile *r, reconcile_result *res)
+{
+    int rc = r->loading ? 1 : 0;
+    while (rc > 0)
+        rc = mirror_load_part(r, res);
+    return rc;
+}
+
+/* Make the mirror's services those of the kernel, in one go. */
 static int mirror_load_services(reconcile *r, reconcile_result *res)
 {
-    struct ipvs_service *svcs = NULL;
-    size_t n = 0;
-    struct ipvs_err err = {0};
-    int64_t t0 = clock_now_us();
-    int rc = r->kernel.dump_services(r->kernel.self, &svcs, &n, &err);
-    res->kernel_us += clock_now_us() - t0;
-    if (rc < 0) {
-        snprintf(res->error, sizeof res->error, "dump: %s", err.msg);
-        return rc;
-    }
-    rc = mirror_sync_services(r, svcs, n);
-    free(svcs);
-    if (rc < 0)
-        return fail(res, rc);
-    r->mirror_loaded = true;
-    return 0;
+    int rc = mirror_load_part(r, res);
+    return rc > 0 ? mirror_load_rest(r, res) : rc;
 }
 
 int reconcile_full_begin(reconcile *r, reconcile_result *res)
 {
     if (r->full)
         return fail(res, -EBUSY);
-    int rc = mirror_load_services(r, res);
+    int rc = mirror_load_part(r, res);
     if (rc < 0)
         return rc;
     r->needs_full = false;
@@ -973,11 +1032,38 @@ int reconcile_full_begin(reconcile *r, reconcile_result *res)
     return 0;
 }
 
+int reconcile_full_load(reconcile *r, reconcile_result *res)
+{
+    if (!r->full)
+        return fail(res, -EINVAL);
+    if (!r->loading)
+        return 0;
+    int rc = mirror_load_part(r, res);
+    if (rc < 0)
+        return full_abort(r, res, rc);
+    return rc;
+}
+
+bool reconcile_full_loading(const reconcile *r)
+{
+    return r->full && r->loading;
+}
+
+/* Before a part of a full pass: the rest of the service dump, if any. 0 or -errno (the pass
+ * is over). */
+static int full_loaded(reconcile *r, reconcile_result *res)
+{
+    int rc = mirror_load_rest(r, res);
+    return rc < 0 ? full_abort(r, res, rc) : 0;
+}
+
 int reconcile_full_add(reconcile *r, const lb_table *part, reconcile_result *res)
 {
     if (!r->full)
         return fail(res, -EINVAL);
-    int rc = 0;
+    int rc = full_loaded(r, res);
+    if (rc < 0)
+        return rc;
     r->n_fail_ids = 0;
     r->fail_ids_lost = false;
     for (size_t i = 0; rc == 0 && i < part->n_services; i++) {
@@ -1001,7 +1087,10 @@ int reconcile_full_end(reconcile *r, reconcile_result *res)
 {
     if (!r->full)
         return fail(res, -EINVAL);
-    int rc = names_sweep(r);
+    int rc = full_loaded(r, res);
+    if (rc < 0)
+        return rc;
+    rc = names_sweep(r);
     if (rc == 0)
         rc = delete_unclaimed(r, res);
     if (rc == 0)
@@ -1037,6 +1126,9 @@ int reconcile_full_keep(reconcile *r, const char *name, reconcile_result *res)
 {
     if (!r->full)
         return fail(res, -EINVAL);
+    int rc = full_loaded(r, res);
+    if (rc < 0)
+        return rc;
     named *nm = bytemap_get(&r->names, name, strlen(name));
     if (!nm || !nm->settled || !nm->n)
         return 0;
@@ -1046,7 +1138,7 @@ int reconcile_full_keep(reconcile *r, const char *name, reconcile_result *res)
         if (!c || c->by != nm || !m || !owned_has(r, &nm->ids[i]))
             return 0;
         bool same = false;
-        int rc = mentry_verify(r, m, &same, res);
+        rc = mentry_verify(r, m, &same, res);
         if (rc < 0)
             return full_abort(r, res, rc);
         if (!same)
@@ -1061,6 +1153,7 @@ int reconcile_full_keep(reconcile *r, const char *name, reconcile_result *res)
 void reconcile_full_abort(reconcile *r)
 {
     if (r->full) {
+        load_stop(r);
         r->full = false;
         r->needs_full = true;
         r->batch.n = 0;

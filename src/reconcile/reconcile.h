@@ -73,8 +73,10 @@ int reconcile_flush(reconcile *r, reconcile_result *res);
  * below to its end in one call. */
 int reconcile_full(reconcile *r, const lb_table *desired, reconcile_result *res);
 
-/* The same full pass in slices, so that an event loop is never busy for long: begin dumps
- * the kernel's services (not their dests); each add diffs and applies a part of the desired
+/* The same full pass in slices, so that an event loop is never busy for long: begin starts a
+ * dump of the kernel's services (not their dests) and reads a first part of it (a few hundred
+ * services); each load reads the next part (call it until it returns 0, or leave the rest to
+ * the first add, keep or end, which read it all first); each add diffs and applies a part of the desired
  * table (the whole IPVS services of some clusterf services: their dests are dumped then);
  * end deletes the owned services that no part held. Every desired service must be in exactly
  * one part. While a pass runs, incremental passes are refused (-EBUSY): the caller keeps the
@@ -82,6 +84,11 @@ int reconcile_full(reconcile *r, const lb_table *desired, reconcile_result *res)
  * (res->error); after an error the pass is over (begin: none started; -EBUSY if one runs). */
 int reconcile_full_begin(reconcile *r, reconcile_result *res);
 int reconcile_full_add(reconcile *r, const lb_table *part, reconcile_result *res);
+/* The next part of the service dump of the pass: 1 while more is left, 0 when the dump is
+ * read (also when it was already), -errno (the pass is over). */
+int reconcile_full_load(reconcile *r, reconcile_result *res);
+/* True while the service dump of a full pass has parts left to read. */
+bool reconcile_full_loading(const reconcile *r);
 int reconcile_full_end(reconcile *r, reconcile_result *res);
 /* During a sliced full pass, in place of reconcile_full_add for clusterf service name when
  * no config change touched it since its last pass: returns 1 when the kernel still holds

@@ -37,7 +37,7 @@ typedef struct mentry {
     size_t n_dests, cap;
     size_t n_draining; /* dests with drain_until set; the entry is in reconcile.draining */
     bool dests_known; /* false: dests not dumped yet (dumped on first need) */
-    bool seen;        /* scratch: in the last service dump */
+    uint64_t seen;    /* the service dump (reconcile.load) that last showed it */
     bool changed;     /* the last service dump showed it new or with another config */
 } mentry;
 
@@ -92,6 +92,11 @@ struct reconcile {
     bool fail_ids_lost;
     bool needs_full;
     bool mirror_loaded;      /* the kernel's services were dumped at least once */
+    /* The service dump being read in parts (RECONCILE_LOAD_PART at a time): each part is
+     * merged into the mirror, and what the dump did not show is dropped at its end. */
+    struct ipvs_service_list load_part;
+    uint64_t load;           /* count of service dumps begun: mentry.seen is stamped with it */
+    bool loading;            /* a service dump is under way */
     bool owned_dirty;
 };
 

@@ -22,6 +22,8 @@ typedef struct world {
     struct ipvs_iface iface;
     bool fail_dumps;
     size_t dest_dumps; /* dest dumps the reconciler asked for */
+    size_t svc_parts;  /* parts of service dumps the reconciler read */
+    size_t svc_stops;  /* service dumps it dropped before their end */
     reconcile *rec;
     char state[128];
 } world;
@@ -46,6 +48,26 @@ static int world_dump_services(void *self, struct ipvs_service **out, size_t *n,
         return err->code = -EIO;
     }
     return ipvs_fake_dump_services(w->kernel, out, n, err);
+}
+
+static int world_dump_services_part(void *self, struct ipvs_service_list *list, size_t max,
+                                    struct ipvs_err *err)
+{
+    world *w = self;
+    if (w->fail_dumps) {
+        ipvs_fake_dump_services_stop(w->kernel);
+        snprintf(err->msg, sizeof err->msg, "injected dump failure");
+        return err->code = -EIO;
+    }
+    w->svc_parts++;
+    return ipvs_fake_dump_services_part(w->kernel, list, max, err);
+}
+
+static void world_dump_services_stop(void *self)
+{
+    world *w = self;
+    w->svc_stops++;
+    ipvs_fake_dump_services_stop(w->kernel);
 }
 
 static int world_dump_dests(void *self, const struct ipvs_service *svc, struct ipvs_dest **out,
@@ -110,7 +132,9 @@ static void world_open(world *w, const char *state)
         w->kernel = ipvs_fake_new();
         w->iface = (struct ipvs_iface){.self = w, .dump = world_dump,
                                        .dump_services = world_dump_services,
-                                       .dump_dests = world_dump_dests, .apply = world_apply};
+                                       .dump_dests = world_dump_dests, .apply = world_apply,
+                                       .dump_services_part = world_dump_services_part,
+                                       .dump_services_stop = world_dump_services_stop};
     }
     int rc = reconcile_new(&w->iface, state, &w->rec, err, sizeof err);
     CHECK_MSG(rc == 0, "reconcile_new: %d %s", rc, err);
@@ -803,6 +827,92 @@ static void test_sliced_full_pass(void)
     world_close(&w);
 }
 
+/* n services s0.. with one backend each, applied by a full pass. */
+static void many_services(world *w, int n)
+{
+    char key[64], val[96];
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "services/s%d/frontend", i);
+        snprintf(val, sizeof val, "{\"ipv4\":\"10.8.%d.%d\",\"tcp\":80}", i / 200, i % 200 + 1);
+        put(w, key, val);
+        snprintf(key, sizeof key, "services/s%d/backends/b", i);
+        snprintf(val, sizeof val, "{\"ipv4\":\"10.9.%d.%d\",\"tcp\":80}", i / 200, i % 200 + 1);
+        put(w, key, val);
+    }
+    CHECK_INT(full(w), (size_t)n * 2);
+}
+
+/* The service dump that begins a full pass is read in parts (reconcile_full_load), and what
+ * happens between the parts (a service deleted by hand, a config change, an incremental pass
+ * refused meanwhile) comes out right at the end of the pass. */
+static void test_dump_in_parts(void)
+{
+    world w = {0};
+    world_open(&w, NULL);
+    many_services(&w, 700);
+    reconcile_result res = {0};
+    w.svc_parts = 0;
+    CHECK_INT(reconcile_full_begin(w.rec, &res), 0);
+    CHECK(reconcile_full_loading(w.rec));
+    CHECK_INT(w.svc_parts, 1);
+    /* Between the parts: a service of a later part vanishes, and s3 gets a new backend. */
+    struct ipvs_service gone = tcp_svc("10.8.3.1", 80); /* s600 */
+    by_hand(&w, IPVS_OP_DEL_SERVICE, &gone, NULL);
+    put(&w, "services/s3/backends/c", "{\"ipv4\":\"10.9.9.9\",\"tcp\":80}");
+    lb_table t;
+    lb_table_init(&t);
+    CHECK_INT(lb_compute_all(w.cfg, &t), 0);
+    const char *name = "s3";
+    reconcile_result ires = {0};
+    CHECK_INT(reconcile_services(w.rec, &name, 1, &t, &ires), -EBUSY);
+    int rc;
+    while ((rc = reconcile_full_load(w.rec, &res)) == 1)
+        ;
+    CHECK_INT(rc, 0);
+    CHECK(!reconcile_full_loading(w.rec));
+    CHECK_INT(w.svc_parts, 11); /* 10 x 64 + 59 */
+    CHECK_INT(reconcile_full_load(w.rec, &res), 0);
+    CHECK_INT(reconcile_full_add(w.rec, &t, &res), 0);
+    CHECK_INT(reconcile_full_end(w.rec, &res), 0);
+    CHECK_INT(res.svc_added, 1);
+    CHECK_INT(res.dest_added, 2);
+    CHECK(has_service(&w, &gone));
+    CHECK_INT(dests_of(&w, tcp_svc("10.8.0.4", 80)), 2);
+    CHECK_INT(n_services(&w), 700);
+    CHECK_INT(w.svc_stops, 0);
+    reconcile_result_free(&res);
+    lb_table_free(&t);
+    CHECK_INT(full(&w), 0);
+    world_close(&w);
+}
+
+/* A full pass aborted, or whose dump breaks, between two parts of its service dump drops that
+ * dump (the kernel side is told), changes nothing, and the next full pass runs whole. */
+static void test_dump_in_parts_broken(void)
+{
+    world w = {0};
+    world_open(&w, NULL);
+    many_services(&w, 600);
+    reconcile_result res = {0};
+    CHECK_INT(reconcile_full_begin(w.rec, &res), 0);
+    CHECK(reconcile_full_loading(w.rec));
+    reconcile_full_abort(w.rec);
+    CHECK(!reconcile_full_running(w.rec) && !reconcile_full_loading(w.rec));
+    CHECK_INT(w.svc_stops, 1);
+    CHECK(reconcile_needs_full(w.rec));
+    CHECK_INT(reconcile_full_begin(w.rec, &res), 0);
+    w.fail_dumps = true;
+    CHECK_INT(reconcile_full_load(w.rec, &res), -EIO);
+    CHECK(!reconcile_full_running(w.rec));
+    CHECK_MSG(strstr(res.error, "injected") != NULL, "error: %s", res.error);
+    w.fail_dumps = false;
+    CHECK_INT(n_services(&w), 600);
+    reconcile_result_free(&res);
+    CHECK_INT(full(&w), 0);
+    CHECK(!reconcile_needs_full(w.rec));
+    world_close(&w);
+}
+
 /* A full pass deletes, at its end, the owned services no part held; one that is aborted
  * deletes nothing and asks for a new full pass. */
 static void test_full_pass_end_and_abort(void)
@@ -1142,6 +1252,8 @@ int main(int argc, char **argv)
     check_run("incremental_adoption", test_incremental_adoption);
     check_run("full_pass_end_and_abort", test_full_pass_end_and_abort);
     check_run("full_pass_restamps_claims", test_full_pass_restamps_claims);
+    check_run("dump_in_parts", test_dump_in_parts);
+    check_run("dump_in_parts_broken", test_dump_in_parts_broken);
     check_run("resync_keeps_untouched", test_resync_keeps_untouched);
     check_run("incremental_before_full", test_incremental_before_full);
     check_run("drain", test_drain);

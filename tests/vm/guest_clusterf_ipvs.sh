@@ -636,10 +636,72 @@ scenario_drain() {
     start_ipvs
 }
 
+# line_of MARKER REGEX: the number of the first line after MARKER matching REGEX (0: none).
+line_of() { since "$1" | grep -n -m1 "$2" | cut -d: -f1 | grep . || echo 0; }
+# soon_logged MARKER REGEX: wait (polling every 50 ms, at most 120 s) until $LOG has a line
+# matching REGEX after MARKER, so that what follows lands while the daemon is at that step.
+soon_logged() {
+    i=0
+    while ! logged_since "$1" "$2"; do
+        i=$((i + 1)); [ $i -gt 2400 ] && return 1
+        sleep 0.05
+    done
+}
+
+# Issue #8, the begin of a full pass: with SLICES_SERVICES services in the kernel (made by
+# hand: foreign, so the pass only reads them; 10000, or CLUSTERF_SLICES_SERVICES; 30000 with
+# CLUSTERF_SOAK=1), the dump of the kernel's services is read in parts between events: an etcd
+# change made once the pass has begun is applied (its error logged) before the pass ends, and a
+# SIGTERM then ends the daemon before the pass does. (Before the dump was sliced, both waited
+# behind the whole dump, and the small rest of the pass ended in the same loop turn.) No timed
+# assertion: the order of the log lines.
+scenario_slices() {
+    n=${CLUSTERF_SLICES_SERVICES:-10000}
+    [ "${CLUSTERF_SOAK:-0}" = 1 ] && n=${CLUSTERF_SLICES_SERVICES:-30000}
+    awk -v n=$n 'BEGIN { for (i = 0; i < n; i++)
+        printf "-A -t 10.%d.%d.%d:81 -s rr\n", 200 + int(i / 65536), int(i / 256) % 256, i % 256 }' > /tmp/slices.add
+    sed 's/^-A \(-t [^ ]*\) .*/-D \1/' /tmp/slices.add > /tmp/slices.del
+    stop_ipvs
+    ec put /clusterf/services/web/frontend '{"ipv4":"10.107.107.107","tcp":80}'
+    check "slices: $n foreign services made by hand" sh -c 'ipvsadm -R < /tmp/slices.add'
+    marker=$(wc -l < $LOG)
+    start_ipvs --resync-interval=0
+    wait_for "slices: the first full pass ends" 300 logged_since $marker 'msg="reconciled" pass=full'
+    check "slices: its dump of the kernel's services was read in parts (at least $((n / 128)))" \
+        test "$(since $marker | grep -m1 'msg="reconciled" pass=full' | sed 's/.*dump_parts=\([0-9]*\).*/\1/')" -ge $((n / 128))
+    echo "INFO slices: first pass over $n kernel services: $(since $marker | grep -m1 'msg="reconciled" pass=full' | grep -o 'duration_ms=.*dump_parts=[0-9]*')"
+    check "slices: the foreign services are kept" test "$(ipvsadm -L -n | grep -c ':81 rr')" = $n
+    # An etcd change during the dump: an invalid value, whose error is logged when it is applied.
+    GW_URL=$EP
+    marker=$(wc -l < $LOG)
+    kill -HUP $IPVS_PID
+    soon_logged $marker 'msg="full pass begun"'
+    gw_put /clusterf/services/slices/frontend 'not json'
+    wait_for "slices: the etcd change is applied" 120 logged_since $marker 'invalid config value.*slices'
+    wait_for "slices: the SIGHUP pass ends" 300 logged_since $marker 'msg="reconciled" pass=full scope=sighup'
+    ev=$(line_of $marker 'invalid config value.*slices') end=$(line_of $marker 'msg="reconciled" pass=full scope=sighup')
+    echo "INFO slices: SIGHUP pass: $(since $marker | grep -m1 'msg="reconciled" pass=full' | grep -o 'duration_ms=.*dump_parts=[0-9]*')"
+    check "slices: the etcd change was applied between parts of the dump, before the pass ended (lines $ev < $end)" \
+        test "$ev" -lt "$end"
+    # SIGTERM during the dump.
+    marker=$(wc -l < $LOG)
+    kill -HUP $IPVS_PID
+    soon_logged $marker 'msg="full pass begun"'
+    kill -TERM $IPVS_PID
+    wait $IPVS_PID
+    rc=$? IPVS_PID=
+    check "slices: SIGTERM during the dump of a full pass: exit 0" test $rc = 0
+    check "slices: ... before the pass ended" not_logged_since $marker 'msg="reconciled" pass=full'
+    ipvsadm -R < /tmp/slices.del
+    ec del /clusterf/services/slices/frontend
+    check "slices: the foreign services removed" test "$(ipvsadm -L -n | grep -c ':81 rr')" = 0
+    start_ipvs
+}
+
 start_etcd || { echo "guest_clusterf_ipvs: 0 passed, 1 failed, 0 skipped"; exit 1; }
 start_ipvs
 for s in seed routes families foreign_drift_invalid restart sighup etcd_restart local_tree status status_compacted \
-         advertise packets damaged_state handover drain; do
+         advertise packets damaged_state handover drain slices; do
     want "$s" || continue
     echo "== $s"
     case $s in
@@ -650,6 +712,7 @@ for s in seed routes families foreign_drift_invalid restart sighup etcd_restart 
         status_compacted) scenario_status_compacted;;
         advertise) scenario_advertise;; packets) scenario_packets;;
         damaged_state) scenario_damaged_state;; handover) scenario_handover;; drain) scenario_drain;;
+        slices) scenario_slices;;
     esac
 done
 stop_ipvs

@@ -856,6 +856,94 @@ static void test_iface(void)
     ipvs_batch_release(&b);
 }
 
+/* Order of service identities, for qsort. */
+static int svc_order(const void *a, const void *b)
+{
+    return ipvs_service_cmp(a, b);
+}
+
+/* Read a whole service dump in parts of max into list; between parts, run between(i) (i: the
+ * part just read). Returns the number of parts, or 0 after a failure (checked). */
+static size_t dump_in_parts(struct ipvs_service_list *list, size_t max, void (*between)(size_t))
+{
+    struct ipvs_err err = { 0 };
+    size_t parts = 0;
+    int rc;
+    do {
+        rc = ipvs_dump_services_part(conn, list, max, &err);
+        if (!CHECK_MSG(rc >= 0, "part %zu: %d %s", parts, rc, err.msg))
+            return 0;
+        parts++;
+        if (rc == 1 && between)
+            between(parts);
+    } while (rc == 1);
+    return parts;
+}
+
+/* Between two parts of a dump: the connection's other exchanges go on (a dest dump, an op). */
+static void exchanges_between(size_t part)
+{
+    struct ipvs_err err = { 0 };
+    char addr[32];
+    snprintf(addr, sizeof addr, "10.100.0.%zu", part % 250 + 1);
+    struct ipvs_service s = svc_ip(part % 2 ? IPPROTO_UDP : IPPROTO_TCP, addr,
+                                   (uint16_t)(1000 + part % 50), "wlc");
+    struct ipvs_dest d = dest_ip("10.201.0.1", 80, IPVS_FWD_MASQ, 1), *got = NULL;
+    struct ipvs_batch b = { 0 };
+    ipvs_batch_push(&b, IPVS_OP_ADD_DEST, &s, &d);
+    int rc = ipvs_apply(conn, b.ops, b.n, &err);
+    if (CHECK_MSG(rc == 0, "apply between parts: %d %s", rc, err.msg))
+        expect_op(&b.ops[0], IPVS_APPLIED, 0);
+    size_t n = 0;
+    CHECK_INT(ipvs_dump_dests(conn, &s, &got, &n, &err), 0);
+    CHECK_INT(n, 1);
+    free(got);
+    ipvs_batch_release(&b);
+}
+
+/* A service dump read in parts (issue #8: an event loop never waits for the whole table):
+ * parts are small (the kernel's datagrams stay a page), together they are the whole dump, the
+ * connection's other exchanges work between them, and a dump stopped half way leaves the
+ * connection able to dump again. */
+static void test_dump_in_parts(void)
+{
+    struct ipvs_batch b = { 0 };
+    struct ipvs_err err = { 0 };
+    struct ipvs_service *whole = NULL;
+    struct ipvs_service_list list = { 0 };
+    size_t n = 0;
+    if (!ready())
+        return;
+    big_batch(&b, 1000, false);
+    if (!apply(&b) || !all_applied(&b))
+        goto out;
+    CHECK_INT(ipvs_dump_services(conn, &whole, &n, &err), 0);
+    CHECK_INT(n, 1000);
+    double t0 = now_ms();
+    size_t parts = dump_in_parts(&list, 64, exchanges_between);
+    double t1 = now_ms();
+    CHECK_MSG(parts >= 1000 / 100, "%zu parts of at most 64 services and a datagram", parts);
+    if (CHECK_MSG(list.n == 1000, "the parts gave %zu services, not 1000", list.n)) {
+        qsort(whole, n, sizeof *whole, svc_order);
+        qsort(list.v, list.n, sizeof *list.v, svc_order);
+        for (size_t i = 0; i < n; i++)
+            CHECK_MSG(ipvs_service_cmp(&whole[i], &list.v[i]) == 0, "service %zu differs", i);
+    }
+    list.n = 0;
+    CHECK_INT(ipvs_dump_services_part(conn, &list, 64, &err), 1);
+    ipvs_dump_services_stop(conn);
+    list.n = 0;
+    CHECK(dump_in_parts(&list, 64, NULL) > 0);
+    CHECK_INT(list.n, 1000);
+    printf("  1000 services in %zu parts of 64 (%.0f ms with a dest dump and an op between "
+           "parts)\n", parts, t1 - t0);
+out:
+    free(whole);
+    ipvs_service_list_release(&list);
+    ipvs_batch_release(&b);
+    flush();
+}
+
 /* ---------- the in-memory fake answers like the kernel ------------------------------------ */
 
 static unsigned rnd_state = 12345;
@@ -1318,6 +1406,7 @@ int main(int argc, char **argv)
     check_run("small_chunks", test_small_chunks);
     check_run("batch_2000", test_batch_2000);
     check_run("iface", test_iface);
+    check_run("dump_in_parts", test_dump_in_parts);
     check_run("overrun_reported", test_overrun_reported);
     check_run("fake_matches_kernel", test_fake_matches_kernel);
     check_run("edit_keeps_connection", test_edit_keeps_connection);
