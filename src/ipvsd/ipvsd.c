@@ -115,18 +115,6 @@ static const char *outcome_name(enum ipvs_outcome o)
     }
 }
 
-/* The clusterf service that the table being applied makes svc from, or NULL. */
-static const char *op_owner(const ipvsd *d, const struct ipvs_service *svc)
-{
-    struct ipvs_service s;
-    for (size_t i = 0; d->op_table && i < d->op_table->n_services; i++) {
-        reconcile_lb_to_ipvs_service(&d->op_table->services[i], &s);
-        if (ipvs_service_cmp(&s, svc) == 0)
-            return d->op_table->services[i].owner;
-    }
-    return NULL;
-}
-
 /* One op the kernel answered: at debug (at error, with its clusterf service, when it failed). */
 static void log_op(void *ctx, const struct ipvs_op *op)
 {
@@ -135,7 +123,7 @@ static void log_op(void *ctx, const struct ipvs_op *op)
     enum log_level lvl = op->outcome == IPVS_FAILED ? LOG_LEVEL_ERROR : LOG_LEVEL_DEBUG;
     if (lvl < log_get_level())
         return;
-    const char *owner = op->outcome == IPVS_FAILED ? op_owner(d, &op->svc) : NULL;
+    const char *owner = op->outcome == IPVS_FAILED ? reconcile_service_owner(d->rec, &op->svc) : NULL;
     char svc[96], dst[96] = "", q1[128], q2[128], detail[160] = "";
     ipvs_service_str(&op->svc, svc, sizeof svc);
     bool is_dest = op->kind == IPVS_OP_ADD_DEST || op->kind == IPVS_OP_EDIT_DEST ||
@@ -277,9 +265,7 @@ static int full_step(ipvsd *d)
     d->full_compute_us += clock_now_us() - t0;
     if (rc == 0) {
         log_lb_warnings(d, &part);
-        d->op_table = &part;
         rc = reconcile_full_add(d->rec, &part, &d->full_res);
-        d->op_table = NULL;
     }
     lb_table_free(&one);
     lb_table_free(&part);
@@ -367,9 +353,7 @@ static void pass_services(ipvsd *d, const char *const *names, size_t n)
     }
     log_lb_warnings(d, &all);
     reconcile_result res = result_for(d);
-    d->op_table = &all;
     reconcile_services(d->rec, names, n, &all, &res);
-    d->op_table = NULL;
     char scope[256];
     snprintf(scope, sizeof scope, n == 1 ? "%s" : "%s +%zu more", names[0], n - 1);
     log_result("incremental", scope, &res, clock_now_ms() - t0, "");

@@ -88,7 +88,6 @@ typedef struct ipvsd {
     bool full_keep;         /* a periodic resync: untouched services are checked, not computed */
     bytemap full_dirty;     /* names events touched before it began (computed by it) */
     bytemap noisy;          /* names whose last computation had a conflict or a warning */
-    const lb_table *op_table; /* the part being applied: names a failed op's clusterf service */
     struct ipvsd_metrics *metrics; /* --metrics-listen; NULL when off */
 } ipvsd;
 
