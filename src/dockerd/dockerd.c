@@ -349,6 +349,7 @@ static void publish_metrics(dockerd *d)
         st.backends_written += d->v[i].have != NULL;
     st.lease_held = d->o->dry_run || (d->lease && !d->lease_lost);
     st.lease_ttl_s = d->lease && !d->lease_lost ? etcd_lease_ttl(d->lease) : 0;
+    st.etcd_seen_ms = d->lease ? etcd_lease_last_answer_ms(d->lease) : 0;
     dockerd_metrics_publish(d->metrics, &st);
 }
 

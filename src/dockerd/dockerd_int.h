@@ -18,6 +18,7 @@ typedef struct dockerd_state {
     bool etcd_ok;              /* the last etcd call succeeded */
     bool lease_held;           /* a live lease (always true in a dry run) */
     int64_t lease_ttl_s;       /* granted TTL, 0 without a lease */
+    int64_t etcd_seen_ms;      /* when etcd last answered a keep-alive (clock_now_ms), 0: never */
     bool dry_run;
 } dockerd_state;
 

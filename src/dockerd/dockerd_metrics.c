@@ -14,6 +14,11 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+/* How long etcd/ waits for the answer to a keep-alive before it calls the member hung
+ * (ETCD_ANSWER_MS there), and the least bound /readyz allows (short TTLs, loaded hosts). */
+#define READY_ANSWER_MS 2000
+#define READY_MIN_BOUND_MS 3000
+
 struct dockerd_metrics {
     metrics_registry *reg;
     metrics_server *srv;
@@ -101,6 +106,19 @@ void dockerd_metrics_count(dockerd_metrics *m, const char *family, const char *l
     metrics_add(m->reg, family, l, 1);
 }
 
+/* How long after the last keep-alive etcd answered (its send time) the daemon stops being
+ * ready: the keep-alive deadline, i.e. the next one is overdue -- sent TTL/3 later and not
+ * answered within min(READY_ANSWER_MS, TTL/4), as etcd/ judges a member hung -- at least
+ * READY_MIN_BOUND_MS; 0 (no bound) in a dry run. */
+static int64_t ready_bound_ms(const dockerd_state *st)
+{
+    if (st->dry_run)
+        return 0;
+    int64_t answer = st->lease_ttl_s * 1000 / 4;
+    int64_t b = st->lease_ttl_s * 1000 / 3 + (answer < READY_ANSWER_MS ? answer : READY_ANSWER_MS);
+    return b > READY_MIN_BOUND_MS ? b : READY_MIN_BOUND_MS;
+}
+
 /* Why the daemon is not ready ("" when it is). */
 static const char *not_ready(const dockerd_state *st)
 {
@@ -132,5 +150,6 @@ void dockerd_metrics_publish(dockerd_metrics *m, const dockerd_state *st)
     size_t len = 0;
     if (metrics_render(m->reg, &text, &len) == 0)
         metrics_server_publish(m->srv, text, len);
-    metrics_server_set_ready(m->srv, why, 0, 0);
+    /* Judged by the server thread too, so /readyz turns 503 while the loop waits on a hung etcd. */
+    metrics_server_set_ready(m->srv, why, st->etcd_seen_ms, ready_bound_ms(st));
 }

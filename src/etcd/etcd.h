@@ -219,6 +219,10 @@ int etcd_lease_new(etcd_client *c, int64_t ttl_s, etcd_lease **out, etcd_error *
 int64_t etcd_lease_id(etcd_lease *l);
 int64_t etcd_lease_ttl(etcd_lease *l);
 
+/* When etcd last vouched for the lease: the send time (clock_now_ms) of the last keep-alive
+ * it answered, or of the grant if later. A caller's proof that etcd answers (readiness). */
+int64_t etcd_lease_last_answer_ms(etcd_lease *l);
+
 /* An eventfd that becomes readable when the lease is lost (etcd answered TTL <= 0, or no
  * keep-alive succeeded within the TTL). Its keys are then gone or going. */
 int etcd_lease_fd(const etcd_lease *l);

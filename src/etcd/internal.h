@@ -238,6 +238,7 @@ struct etcd_lease {
     bool klost, closing;
     /* shared, under c->mu */
     int64_t id, ttl, granted_at, req_ttl;
+    int64_t answered_at;          /* when the last answered keep-alive was sent */
     uint64_t gen;
     bool lost, free_req, detached;
     etcd_error loss;              /* why it was lost */

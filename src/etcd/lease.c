@@ -112,6 +112,9 @@ static void on_message(void *owner, const uint8_t *buf, size_t len)
             lose(l, GRPC_STATUS_NOT_FOUND, "etcd answered TTL 0 (expired or revoked)");
         } else {
             l->last_ok = l->sent_at;
+            pthread_mutex_lock(&l->c->mu);
+            l->answered_at = l->sent_at;
+            pthread_mutex_unlock(&l->c->mu);
             l->kttl = r->ttl;
             l->kerr.code = 0;
             backoff_reset(&l->bo);
@@ -253,6 +256,14 @@ int64_t etcd_lease_id(etcd_lease *l)
     int64_t id = l->id;
     pthread_mutex_unlock(&l->c->mu);
     return id;
+}
+
+int64_t etcd_lease_last_answer_ms(etcd_lease *l)
+{
+    pthread_mutex_lock(&l->c->mu);
+    int64_t at = l->answered_at > l->granted_at ? l->answered_at : l->granted_at;
+    pthread_mutex_unlock(&l->c->mu);
+    return at;
 }
 
 int64_t etcd_lease_ttl(etcd_lease *l)

@@ -115,27 +115,17 @@ static const char *outcome_name(enum ipvs_outcome o)
     }
 }
 
-/* The clusterf service that the table being applied makes svc from, or NULL. */
-static const char *op_owner(const ipvsd *d, const struct ipvs_service *svc)
-{
-    struct ipvs_service s;
-    for (size_t i = 0; d->op_table && i < d->op_table->n_services; i++) {
-        reconcile_lb_to_ipvs_service(&d->op_table->services[i], &s);
-        if (ipvs_service_cmp(&s, svc) == 0)
-            return d->op_table->services[i].owner;
-    }
-    return NULL;
-}
-
-/* One op the kernel answered: at debug (at error, with its clusterf service, when it failed). */
+/* One op the kernel answered: at debug; a failure (with its clusterf service) at error the
+ * first time, at debug while the same op fails the same way again (ipvsd_opfail_note). */
 static void log_op(void *ctx, const struct ipvs_op *op)
 {
     ipvsd *d = ctx;
     ipvsd_metrics_op(d, op);
-    enum log_level lvl = op->outcome == IPVS_FAILED ? LOG_LEVEL_ERROR : LOG_LEVEL_DEBUG;
+    const char *owner = op->outcome == IPVS_FAILED ? reconcile_service_owner(d->rec, &op->svc)
+                                                   : NULL;
+    enum log_level lvl = ipvsd_opfail_note(d, op, owner);
     if (lvl < log_get_level())
         return;
-    const char *owner = op->outcome == IPVS_FAILED ? op_owner(d, &op->svc) : NULL;
     char svc[96], dst[96] = "", q1[128], q2[128], detail[160] = "";
     ipvs_service_str(&op->svc, svc, sizeof svc);
     bool is_dest = op->kind == IPVS_OP_ADD_DEST || op->kind == IPVS_OP_EDIT_DEST ||
@@ -162,12 +152,15 @@ static reconcile_result result_for(ipvsd *d)
     return (reconcile_result){.on_op = log_op, .ctx = d};
 }
 
-/* One summary line for a pass: at info when it changed something, at error when it failed. */
-static void log_result(const char *pass, const char *scope, const reconcile_result *res,
-                       int64_t ms, const char *extra)
+/* One summary line for a pass: at info when it changed something, at error when it failed
+ * (the pass as a whole, or an op whose failure was logged at error by this pass: errors_base
+ * is d->op_errors_logged as it began; ops that only failed again do not make it an error). */
+static void log_result(const ipvsd *d, size_t errors_base, const char *pass, const char *scope,
+                       const reconcile_result *res, int64_t ms, const char *extra)
 {
     size_t changes = reconcile_result_changes(res);
-    enum log_level lvl = res->failed || res->error[0] ? LOG_LEVEL_ERROR
+    bool new_failure = res->failed && d->op_errors_logged > errors_base;
+    enum log_level lvl = new_failure || res->error[0] ? LOG_LEVEL_ERROR
                        : changes || res->dest_draining ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG;
     char q[400], qs[300];
     log_msg(lvl, "msg=\"reconciled\" pass=%s scope=%s services_added=%zu services_changed=%zu "
@@ -197,11 +190,12 @@ static void drain_arm(ipvsd *d, const reconcile_result *res)
 static void drain_check(ipvsd *d)
 {
     int64_t t0 = clock_now_ms();
+    size_t errors_base = d->op_errors_logged;
     reconcile_result res = result_for(d);
     reconcile_drain_check(d->rec, &res);
     ipvsd_metrics_pass(d, "drain", &res, clock_now_ms() - t0);
-    if (res.dest_deleted || res.error[0])
-        log_result("drain", "draining", &res, clock_now_ms() - t0, "");
+    if (res.dest_deleted || res.error[0] || d->op_errors_logged > errors_base)
+        log_result(d, errors_base, "drain", "draining", &res, clock_now_ms() - t0, "");
     drain_arm(d, NULL);
 }
 
@@ -214,7 +208,7 @@ static void full_end(ipvsd *d)
              (long long)d->full_longest_ms, d->full_load_parts,
              d->full_kept, (long long)(d->full_compute_us / 1000),
              (long long)(d->full_res.kernel_us / 1000), (long long)(d->full_res.save_us / 1000));
-    log_result("full", d->full_why, &d->full_res, clock_now_ms() - d->full_t0, extra);
+    log_result(d, d->full_errors_base, "full", d->full_why, &d->full_res, clock_now_ms() - d->full_t0, extra);
     ipvsd_metrics_pass(d, "full", &d->full_res, clock_now_ms() - d->full_t0);
     if (strcmp(d->full_why, "resync") == 0 && reconcile_result_changes(&d->full_res))
         log_warn("msg=\"drift repaired\" changes=%zu", reconcile_result_changes(&d->full_res));
@@ -292,9 +286,7 @@ static int full_step(ipvsd *d)
     d->full_compute_us += clock_now_us() - t0;
     if (rc == 0) {
         log_lb_warnings(d, &part);
-        d->op_table = &part;
         rc = reconcile_full_add(d->rec, &part, &d->full_res);
-        d->op_table = NULL;
     }
     lb_table_free(&one);
     lb_table_free(&part);
@@ -302,6 +294,8 @@ static int full_step(ipvsd *d)
         return 1;
     if (rc == 0)
         rc = reconcile_full_end(d->rec, &d->full_res);
+    if (rc == 0)
+        ipvsd_opfail_sweep(d, d->full_seq, NULL, 0);
     else
         reconcile_full_abort(d->rec); /* what was applied stays; the next pass redoes it */
     full_end(d);
@@ -339,6 +333,8 @@ void ipvsd_pass_full(ipvsd *d, const char *why)
     d->full_compute_us = 0;
     snprintf(d->full_why, sizeof d->full_why, "%s", why);
     d->full_res = result_for(d);
+    d->full_seq = ++d->op_seq;
+    d->full_errors_base = d->op_errors_logged;
     /* What events touched is computed by this pass; a periodic resync only checks the
      * kernel against the rest (computing them only where it drifted). */
     d->full_keep = strcmp(why, "resync") == 0;
@@ -383,12 +379,13 @@ static void pass_services(ipvsd *d, const char *const *names, size_t n)
     }
     log_lb_warnings(d, &all);
     reconcile_result res = result_for(d);
-    d->op_table = &all;
-    reconcile_services(d->rec, names, n, &all, &res);
-    d->op_table = NULL;
+    uint64_t seq = ++d->op_seq;
+    size_t errors_base = d->op_errors_logged;
+    if (reconcile_services(d->rec, names, n, &all, &res) == 0)
+        ipvsd_opfail_sweep(d, seq, names, n);
     char scope[256];
     snprintf(scope, sizeof scope, n == 1 ? "%s" : "%s +%zu more", names[0], n - 1);
-    log_result("incremental", scope, &res, clock_now_ms() - t0, "");
+    log_result(d, errors_base, "incremental", scope, &res, clock_now_ms() - t0, "");
     ipvsd_metrics_pass(d, "incremental", &res, clock_now_ms() - t0);
     drain_arm(d, &res);
     lb_table_free(&all);
@@ -497,7 +494,7 @@ static int setup_kernel(ipvsd *d)
         reconcile_result res = result_for(d);
         int64_t t0 = clock_now_ms();
         reconcile_flush(d->rec, &res);
-        log_result("flush", "all", &res, clock_now_ms() - t0, "");
+        log_result(d, 0, "flush", "all", &res, clock_now_ms() - t0, "");
         ipvsd_metrics_pass(d, "flush", &res, clock_now_ms() - t0);
     }
     return 0;
@@ -604,6 +601,7 @@ static void teardown(ipvsd *d)
     nameset_clear(&d->dirty);
     nameset_clear(&d->full_dirty);
     nameset_clear(&d->noisy);
+    ipvsd_opfail_clear(d);
     nameset_clear(&d->warned);
     int fds[] = {d->ep, d->sig_fd, d->coalesce_fd, d->resync_fd, d->retry_fd, d->local_fd,
                  d->inotify_fd, d->drain_fd};

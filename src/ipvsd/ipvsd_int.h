@@ -5,6 +5,7 @@
 #define CLUSTERF_IPVSD_INT_H
 
 #include "common/bytemap.h"
+#include "common/log.h"
 #include "common/timeutil.h"
 #include "ipvs/ipvs.h"
 #include "ipvsd/ipvsd.h"
@@ -89,9 +90,29 @@ typedef struct ipvsd {
     bool full_keep;         /* a periodic resync: untouched services are checked, not computed */
     bytemap full_dirty;     /* names events touched before it began (computed by it) */
     bytemap noisy;          /* names whose last computation had a conflict or a warning */
-    const lb_table *op_table; /* the part being applied: names a failed op's clusterf service */
     struct ipvsd_metrics *metrics; /* --metrics-listen; NULL when off */
+    /* Ops that keep failing (ipvsd_opfail.c), and the pass stamps that tell a retried one
+     * from one no longer attempted. */
+    bytemap op_fails;          /* opfail key -> opfail* */
+    uint64_t op_seq;           /* incremented as each pass begins */
+    uint64_t full_seq;         /* op_seq when the running full pass began */
+    size_t op_errors_logged;   /* op failures logged at error so far */
+    size_t full_errors_base;   /* op_errors_logged when the running full pass began */
 } ipvsd;
+
+/* ---- ipvsd_opfail.c ---- */
+
+/* An op the kernel answered: remembers a failure, forgets (logging one info line) a failing
+ * op that succeeded. Returns the level of the op's own line: error for a failure first seen
+ * (or with another error than last time; op_errors_logged counts them), debug for the same
+ * failure again and for a success. owner: its clusterf service, or NULL. */
+enum log_level ipvsd_opfail_note(ipvsd *d, const struct ipvs_op *op, const char *owner);
+/* After a pass that began at stamp since: the failing ops it did not try again are no longer
+ * attempted (their service was removed or fixed otherwise): one info line each, forgotten.
+ * names[n]: the clusterf services the pass covered (NULL: every one). */
+void ipvsd_opfail_sweep(ipvsd *d, uint64_t since, const char *const *names, size_t n);
+/* Forget every failing op (no log). */
+void ipvsd_opfail_clear(ipvsd *d);
 
 /* A full pass gives the loop back after this long, stepping this many services at a time. */
 #define FULL_SLICE_MS 20

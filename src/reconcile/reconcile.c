@@ -1067,9 +1067,9 @@ int reconcile_full_add(reconcile *r, const lb_table *part, reconcile_result *res
     r->n_fail_ids = 0;
     r->fail_ids_lost = false;
     for (size_t i = 0; rc == 0 && i < part->n_services; i++) {
-        rc = diff_service(r, &part->services[i], res);
+        rc = names_claim(r, &part->services[i]); /* first: its ops' callbacks see the owner */
         if (rc == 0)
-            rc = names_claim(r, &part->services[i]);
+            rc = diff_service(r, &part->services[i], res);
     }
     if (rc == 0)
         rc = flush_ops(r, res);
@@ -1200,14 +1200,16 @@ int reconcile_services(reconcile *r, const char *const *names, size_t n_names,
     }
     bytemap_clear(&want);
     free(ids);
-    for (size_t i = 0; rc == 0 && i < desired->n_services; i++)
-        rc = diff_service(r, &desired->services[i], res);
-    if (rc == 0)
-        rc = flush_ops(r, res);
+    /* The group's claims are renewed before its ops go out, so their callbacks see the
+     * owner (reconcile_service_owner); what it gave up was queued for deletion above. */
     for (size_t k = 0; k < n_names; k++)
         names_drop(r, names[k]);
     for (size_t i = 0; rc == 0 && i < desired->n_services; i++)
         rc = names_claim(r, &desired->services[i]);
+    for (size_t i = 0; rc == 0 && i < desired->n_services; i++)
+        rc = diff_service(r, &desired->services[i], res);
+    if (rc == 0)
+        rc = flush_ops(r, res);
     if (rc == 0) {
         names_settle(r, desired);
         part_fit(r, desired);
@@ -1310,6 +1312,14 @@ bool reconcile_needs_full(const reconcile *r)
 size_t reconcile_owned_count(const reconcile *r)
 {
     return r->owned.n;
+}
+
+const char *reconcile_service_owner(const reconcile *r, const struct ipvs_service *svc)
+{
+    svc_id id;
+    svc_id_of(svc, &id);
+    const claim *c = bytemap_get(&r->claims, &id, sizeof id);
+    return c ? c->by->name : NULL;
 }
 
 bool reconcile_owns(const reconcile *r, const struct ipvs_service *svc)

@@ -135,6 +135,11 @@ int reconcile_drain_check(reconcile *r, reconcile_result *res);
  * soon. Cleared by reconcile_full. */
 bool reconcile_needs_full(const reconcile *r);
 
+/* The clusterf service that desired svc (by identity) at its last pass, or NULL; claimed
+ * before the pass sends its ops, so an op's on_op callback sees its owner. The string is the
+ * reconciler's, valid until its next pass. Cost: one map lookup. */
+const char *reconcile_service_owner(const reconcile *r, const struct ipvs_service *svc);
+
 /* Number of services in the owned set. */
 size_t reconcile_owned_count(const reconcile *r);
 /* True when svc (by identity) is in the owned set, e.g. as read from the state file. */

@@ -6,15 +6,12 @@
 #include "check.h"
 #include "child_proc.h"
 #include "common/timeutil.h"
-#include "dockerd_harness.h"
-#include "etcd/etcd.h"
-#include "etcd_harness.h"
+#include "docker_env.h"
 #include "etcd_poll.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
-#include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,36 +23,14 @@
 #define L "net.qmsk.clusterf"
 #define HOST "testhost"
 
-static dockerd_harness *H;
-static etcdh E;
-static int etcd_rc;                /* etcdh_start(): 0, -ENOENT (a skip), else a failure */
-static int dockerd_rc = -ENOTSUP;  /* dockerd_harness_start(): 0, -ENOTSUP (a skip), else fail */
-static etcd_client *C;
-static char why[512] = "dockerd harness not started";
-static char bin[512], tmpdir[64];
-static bool keep_logs;
+static docker_env env;
+static char bin[512]; /* build/clusterf-docker */
 
 typedef child_proc daemon_t;
 
 static bool need_all(void)
 {
-    if (!check_need(dockerd_rc, why) || !check_need(etcd_rc, "etcd (etcd-server etcd-client)"))
-        return false;
-    if (access(bin, X_OK) != 0) {
-        check_skip("%s not built", bin);
-        return false;
-    }
-    return true;
-}
-
-/* build/tests/docker/test_clusterf_docker -> build/clusterf-docker */
-static void find_bin(void)
-{
-    char self[400];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    self[n > 0 ? n : 0] = '\0';
-    char *d = dirname(dirname(dirname(self)));
-    snprintf(bin, sizeof(bin), "%s/clusterf-docker", d);
+    return docker_env_need(&env, "clusterf-docker");
 }
 
 /* Start clusterf-docker with the common flags plus extra (space separated, no quoting). */
@@ -66,9 +41,9 @@ static bool daemon_start(daemon_t *d, const char *name, const char *extra)
     char extra_copy[512];
     argv[argc++] = bin;
     argv[argc++] = "--docker-host";
-    argv[argc++] = H->host;
+    argv[argc++] = env.dockerd->host;
     argv[argc++] = "--etcd-endpoints";
-    argv[argc++] = E.endpoints;
+    argv[argc++] = env.etcd.endpoints;
     argv[argc++] = "--hostname";
     argv[argc++] = HOST;
     snprintf(extra_copy, sizeof(extra_copy), "%s", extra ? extra : "");
@@ -76,7 +51,7 @@ static bool daemon_start(daemon_t *d, const char *name, const char *extra)
         argv[argc++] = t;
     argv[argc] = NULL;
     char log[160];
-    snprintf(log, sizeof(log), "%s/%s.log", tmpdir, name);
+    snprintf(log, sizeof(log), "%s/%s.log", env.tmpdir, name);
     return CHECK_MSG(child_start(d, log, false, argv), "fork: %s", strerror(errno));
 }
 
@@ -106,7 +81,7 @@ static void show_log(const daemon_t *d)
 {
     if (!check_failed() || !d->log[0])
         return;
-    keep_logs = true;
+    env.keep_logs = true;
     child_log_tail(d, 40);
 }
 
@@ -118,25 +93,25 @@ static size_t log_count(const daemon_t *d, const char *a, const char *b)
 /* Read key: 1 (value copied, lease set), 0 (absent), -1 (error). */
 static int get_key(const char *key, char *val, size_t size, int64_t *lease)
 {
-    return etcd_poll_get(C, key, val, size, lease);
+    return etcd_poll_get(env.client, key, val, size, lease);
 }
 
 /* Poll until key holds a value containing want (NULL: any). Returns true; val/lease filled. */
 static bool wait_key(const char *key, const char *want, char *val, size_t size, int64_t *lease,
                      int timeout_ms)
 {
-    return etcd_poll_key(C, key, want, val, size, lease, timeout_ms);
+    return etcd_poll_key(env.client, key, want, val, size, lease, timeout_ms);
 }
 
 /* Poll until key is absent; returns the ms it took, or -1. */
 static int64_t wait_gone(const char *key, int timeout_ms)
 {
-    return etcd_poll_gone(C, key, timeout_ms);
+    return etcd_poll_gone(env.client, key, timeout_ms);
 }
 
 static long count_prefix(const char *prefix)
 {
-    return etcd_poll_count(C, prefix);
+    return etcd_poll_count(env.client, prefix);
 }
 
 static bool wait_count(const char *prefix, long want, int timeout_ms)
@@ -173,7 +148,8 @@ static void json_str(const char *json, const char *field, char *out, size_t size
 /* Run a container; id gets its full id. */
 static bool run(char *id, size_t size, const char *args)
 {
-    int r = dockerd_harness_docker(H, id, size, "run -d %s %s sleep 600", args, H->image);
+    int r = dockerd_harness_docker(env.dockerd, id, size, "run -d %s %s sleep 600", args,
+                                   env.dockerd->image);
     return CHECK_MSG(r == 0, "docker run %s: %d", args, r);
 }
 
@@ -184,7 +160,8 @@ static void key_of(char *buf, size_t size, const char *prefix, const char *svc, 
 
 static void docker_cleanup(void)
 {
-    dockerd_harness_docker(H, NULL, 0, "rm -f $(docker -H '%s' ps -aq) >/dev/null 2>&1", H->host);
+    dockerd_harness_docker(env.dockerd, NULL, 0, "rm -f $(docker -H '%s' ps -aq) >/dev/null 2>&1",
+                           env.dockerd->host);
 }
 
 /* ---- tests ---- */
@@ -200,7 +177,8 @@ static void test_lifecycle(void)
     if (!run(id, sizeof(id), "--name seed --expose 8080 -l " L ".service=test -l " L
              ".backend.tcp=8080"))
         goto out;
-    dockerd_harness_docker(H, ip, sizeof(ip), "inspect -f '{{.NetworkSettings.IPAddress}}' seed");
+    dockerd_harness_docker(env.dockerd, ip, sizeof(ip),
+                           "inspect -f '{{.NetworkSettings.IPAddress}}' seed");
     key_of(k, sizeof(k), "/clusterf", "test", id);
     if (wait_key(k, NULL, v, sizeof(v), &lease, 30000)) {
         char got[64];
@@ -234,9 +212,9 @@ static void test_lifecycle(void)
     CHECK_INT(count_prefix("/clusterf/services/nox/"), 0);
 
     /* Pause -> weight 0, unpause -> 10. */
-    CHECK_INT(dockerd_harness_docker(H, NULL, 0, "pause seed"), 0);
+    CHECK_INT(dockerd_harness_docker(env.dockerd, NULL, 0, "pause seed"), 0);
     wait_key(k, "\"weight\":0", NULL, 0, NULL, 30000);
-    CHECK_INT(dockerd_harness_docker(H, NULL, 0, "unpause seed"), 0);
+    CHECK_INT(dockerd_harness_docker(env.dockerd, NULL, 0, "unpause seed"), 0);
     wait_key(k, "\"weight\":10", NULL, 0, NULL, 30000);
 
     /* Health check: failing -> 0, passing -> 10, failing again -> 0. */
@@ -245,13 +223,13 @@ static void test_lifecycle(void)
     char khc[512];
     key_of(khc, sizeof(khc), "/clusterf", "hc", hc);
     wait_key(khc, "\"weight\":0", NULL, 0, NULL, 30000);
-    CHECK_INT(dockerd_harness_docker(H, NULL, 0, "exec hc touch /tmp/ok"), 0);
+    CHECK_INT(dockerd_harness_docker(env.dockerd, NULL, 0, "exec hc touch /tmp/ok"), 0);
     wait_key(khc, "\"weight\":10", NULL, 0, NULL, 30000);
-    CHECK_INT(dockerd_harness_docker(H, NULL, 0, "exec hc rm /tmp/ok"), 0);
+    CHECK_INT(dockerd_harness_docker(env.dockerd, NULL, 0, "exec hc rm /tmp/ok"), 0);
     wait_key(khc, "\"weight\":0", NULL, 0, NULL, 30000);
 
     /* Stop -> the key goes at once (the lease is alive: only a delete removes it). */
-    CHECK_INT(dockerd_harness_docker(H, NULL, 0, "stop -t 5 seed"), 0);
+    CHECK_INT(dockerd_harness_docker(env.dockerd, NULL, 0, "stop -t 5 seed"), 0);
     int64_t ms = wait_gone(k, 30000);
     CHECK_MSG(ms >= 0, "key %s still there after stop", k);
     printf("    stop -> key gone in %lld ms\n", (long long)ms);
@@ -265,7 +243,7 @@ static void test_lifecycle(void)
 out:
     daemon_stop_ok(&d, 15000);
     show_log(&d);
-    if (H)
+    if (env.dockerd)
         docker_cleanup();
 }
 
@@ -276,16 +254,20 @@ static void test_network_and_published(void)
     char id[128], netid[128], ip[64], k[512], v[1024], got[64], port[64];
     if (!need_all())
         goto out;
-    CHECK_INT(dockerd_harness_docker(H, netid, sizeof(netid), "network create --subnet %s "
-              "-o com.docker.network.bridge.name=%s2 cfnet2", H->user_subnet4,
-              H->user_bridge_prefix), 0);
+    CHECK_INT(dockerd_harness_docker(env.dockerd, netid, sizeof(netid),
+                                     "network create --subnet %s "
+                                     "-o com.docker.network.bridge.name=%s2 cfnet2",
+                                     env.dockerd->user_subnet4, env.dockerd->user_bridge_prefix),
+              0);
     if (!run(id, sizeof(id), "--name nw -p 8080 -l " L ".service=nw -l " L
              ".backend.tcp=8080"))
         goto out;
-    CHECK_INT(dockerd_harness_docker(H, NULL, 0, "network connect cfnet2 nw"), 0);
-    dockerd_harness_docker(H, ip, sizeof(ip), "inspect -f "
+    CHECK_INT(dockerd_harness_docker(env.dockerd, NULL, 0, "network connect cfnet2 nw"), 0);
+    dockerd_harness_docker(env.dockerd, ip, sizeof(ip),
+                           "inspect -f "
                            "'{{(index .NetworkSettings.Networks \"cfnet2\").IPAddress}}' nw");
-    dockerd_harness_docker(H, port, sizeof(port), "port nw 8080/tcp | head -n1 | sed 's/.*://'");
+    dockerd_harness_docker(env.dockerd, port, sizeof(port),
+                           "port nw 8080/tcp | head -n1 | sed 's/.*://'");
     CHECK_MSG(ip[0] && atoi(port) > 0, "cfnet2 address \"%s\", published port \"%s\"", ip, port);
 
     daemon_start(&dn, "network", "--etcd-prefix /nw --docker-network cfnet2");
@@ -308,9 +290,9 @@ out:
     daemon_stop_ok(&dp, 15000);
     show_log(&dn);
     show_log(&dp);
-    if (H) {
+    if (env.dockerd) {
         docker_cleanup();
-        dockerd_harness_docker(H, NULL, 0, "network rm cfnet2 >/dev/null 2>&1");
+        dockerd_harness_docker(env.dockerd, NULL, 0, "network rm cfnet2 >/dev/null 2>&1");
     }
 }
 
@@ -335,7 +317,7 @@ static void test_kill9_expires(void)
 out:
     daemon_stop_ok(&d, 15000);
     show_log(&d);
-    if (H)
+    if (env.dockerd)
         docker_cleanup();
 }
 
@@ -352,7 +334,7 @@ static void test_dry_run(void)
     while (clock_now_ms() < end && log_count(&d, "dry-run: would put", k) == 0)
         usleep(100000);
     CHECK_MSG(log_count(&d, "dry-run: would put", k) == 1, "no dry-run put logged");
-    CHECK_INT(dockerd_harness_docker(H, NULL, 0, "stop -t 5 dry"), 0);
+    CHECK_INT(dockerd_harness_docker(env.dockerd, NULL, 0, "stop -t 5 dry"), 0);
     end = clock_now_ms() + 30000;
     while (clock_now_ms() < end && log_count(&d, "dry-run: would delete", k) == 0)
         usleep(100000);
@@ -362,7 +344,7 @@ static void test_dry_run(void)
 out:
     daemon_stop_ok(&d, 15000);
     show_log(&d);
-    if (H)
+    if (env.dockerd)
         docker_cleanup();
 }
 
@@ -384,15 +366,16 @@ static void test_dockerd_restart(void)
         ".backend.tcp=80");
     key_of(kc, sizeof(kc), "/dr", "dr", c);
     wait_key(kc, NULL, NULL, 0, NULL, 30000);
-    CHECK_INT(dockerd_harness_stop(H), 0);
+    CHECK_INT(dockerd_harness_stop(env.dockerd), 0);
     usleep(1500000);
     CHECK(daemon_alive(&d));
-    CHECK_INT(dockerd_harness_restart(H), 0);
+    CHECK_INT(dockerd_harness_restart(env.dockerd), 0);
     CHECK_MSG(wait_gone(ka, 60000) >= 0, "dead container's key %s kept", ka);
     int64_t end = clock_now_ms() + 60000;
     do {
         ipc[0] = '\0';
-        dockerd_harness_docker(H, ipc, sizeof(ipc), "inspect -f "
+        dockerd_harness_docker(env.dockerd, ipc, sizeof(ipc),
+                               "inspect -f "
                                "'{{.NetworkSettings.IPAddress}}' drc");
     } while (!ipc[0] && clock_now_ms() < end && usleep(200000) == 0);
     char want[128];
@@ -410,7 +393,7 @@ static void test_dockerd_restart(void)
 out:
     daemon_stop_ok(&d, 15000);
     show_log(&d);
-    if (H)
+    if (env.dockerd)
         docker_cleanup();
 }
 
@@ -419,7 +402,7 @@ static bool lease_expired(int64_t id)
 {
     char cmd[512], out[512] = "";
     snprintf(cmd, sizeof(cmd), "ETCDCTL_API=3 etcdctl --endpoints=%s lease timetolive %llx 2>&1",
-             E.endpoints, (unsigned long long)id);
+             env.etcd.endpoints, (unsigned long long)id);
     FILE *p = popen(cmd, "r");
     size_t n = p ? fread(out, 1, sizeof(out) - 1, p) : 0;
     out[n] = '\0';
@@ -449,9 +432,9 @@ static void test_etcd_restart(void)
     key_of(ka, sizeof(ka), "/er", "er", a);
     if (!wait_key(ka, NULL, NULL, 0, &l1, 30000))
         goto out;
-    etcdh_stop_member(&E, 0, SIGKILL);
+    etcdh_stop_member(&env.etcd, 0, SIGKILL);
     /* While etcd is down a container goes away: converge must delete it on return. */
-    CHECK_INT(dockerd_harness_docker(H, NULL, 0, "stop -t 5 era"), 0);
+    CHECK_INT(dockerd_harness_docker(env.dockerd, NULL, 0, "stop -t 5 era"), 0);
     char b[128], kb[512];
     run(b, sizeof(b), "--name erb --expose 80 -l " L ".service=er -l " L ".backend.tcp=80");
     key_of(kb, sizeof(kb), "/er", "er", b);
@@ -461,9 +444,9 @@ static void test_etcd_restart(void)
     CHECK_MSG(leases_lost(&d) == 1, "lease lost %zu times while etcd was down, want 1",
               leases_lost(&d));
     CHECK(daemon_alive(&d));
-    int er = etcdh_restart_member(&E, 0, true);
+    int er = etcdh_restart_member(&env.etcd, 0, true);
     if (!CHECK_MSG(er == 0, "etcd restart failed")) {
-        etcd_rc = -EIO;
+        env.etcd_rc = -EIO;
         goto out;
     }
     if (wait_key(kb, NULL, v, sizeof(v), &l2, 30000))
@@ -485,7 +468,7 @@ static void test_etcd_restart(void)
 out:
     daemon_stop_ok(&d, 15000);
     show_log(&d);
-    if (H)
+    if (env.dockerd)
         docker_cleanup();
 }
 
@@ -497,10 +480,11 @@ static void test_many(void)
     if (!need_all() || !daemon_start(&d, "many", "--etcd-prefix /many"))
         goto out;
     int64_t t0 = clock_now_ms();
-    int r = dockerd_harness_docker(H, NULL, 0, "version >/dev/null && seq %d | xargs -P 8 -I{} "
+    int r = dockerd_harness_docker(env.dockerd, NULL, 0,
+                                   "version >/dev/null && seq %d | xargs -P 8 -I{} "
                                    "docker -H '%s' run -d --name many{} --expose 80 -l " L
                                    ".service=many -l " L ".backend.tcp=80 %s sleep 600 >/dev/null",
-                                   n, H->host, H->image);
+                                   n, env.dockerd->host, env.dockerd->image);
     CHECK_INT(r, 0);
     int64_t t1 = clock_now_ms();
     CHECK(wait_count("/many/services/many/backends/", n, 120000));
@@ -516,7 +500,8 @@ static void test_many(void)
     printf("    a new daemon wrote all %d back in %lld ms (start, list, inspect, put)\n", n,
            (long long)(clock_now_ms() - t4));
     t2 = clock_now_ms();
-    dockerd_harness_docker(H, NULL, 0, "rm -f $(docker -H '%s' ps -aq) >/dev/null", H->host);
+    dockerd_harness_docker(env.dockerd, NULL, 0, "rm -f $(docker -H '%s' ps -aq) >/dev/null",
+                           env.dockerd->host);
     int64_t t3 = clock_now_ms();
     CHECK(wait_count("/many/services/many/backends/", 0, 120000));
     printf("    rm -f of %d took %lld ms, all deleted %lld ms after\n", n, (long long)(t3 - t2),
@@ -524,7 +509,7 @@ static void test_many(void)
 out:
     daemon_stop_ok(&d, 30000);
     show_log(&d);
-    if (H)
+    if (env.dockerd)
         docker_cleanup();
 }
 
@@ -583,7 +568,7 @@ static void test_etcd_down_at_start(void)
     int64_t lease = 0;
     if (!need_all())
         return;
-    etcdh_stop_member(&E, 0, SIGTERM);
+    etcdh_stop_member(&env.etcd, 0, SIGTERM);
     if (!daemon_start(&d, "etcd-down-at-start", "--etcd-prefix /eds --ttl 3s --etcd-timeout 1s"))
         goto out;
     run(a, sizeof(a), "--name eds --expose 80 -l " L ".service=eds -l " L ".backend.tcp=80");
@@ -593,10 +578,10 @@ static void test_etcd_down_at_start(void)
     CHECK_MSG(log_count(&d, "etcd unavailable", NULL) >= 1, "no etcd retry logged");
     CHECK(daemon_alive(&d));
 out:
-    if (!CHECK_MSG(etcdh_restart_member(&E, 0, true) == 0, "etcd restart failed"))
-        etcd_rc = -EIO;
+    if (!CHECK_MSG(etcdh_restart_member(&env.etcd, 0, true) == 0, "etcd restart failed"))
+        env.etcd_rc = -EIO;
     key_of(ka, sizeof(ka), "/eds", "eds", a);
-    if (d.pid > 0 && etcd_rc == 0 && wait_key(ka, NULL, NULL, 0, &lease, 60000))
+    if (d.pid > 0 && env.etcd_rc == 0 && wait_key(ka, NULL, NULL, 0, &lease, 60000))
         CHECK(lease != 0);
     CHECK(log_count(&d, "etcd reachable again", NULL) == 1);
     daemon_stop_ok(&d, 15000);
@@ -620,14 +605,14 @@ static void test_etcd_short_outage(void)
     key_of(kb, sizeof(kb), "/es", "es", b);
     if (!wait_key(ka, NULL, NULL, 0, &la, 30000) || !wait_key(kb, NULL, NULL, 0, NULL, 30000))
         goto out;
-    etcdh_stop_member(&E, 0, SIGKILL);
-    CHECK_INT(dockerd_harness_docker(H, NULL, 0, "stop -t 5 esa"), 0);
+    etcdh_stop_member(&env.etcd, 0, SIGKILL);
+    CHECK_INT(dockerd_harness_docker(env.dockerd, NULL, 0, "stop -t 5 esa"), 0);
     int64_t end = clock_now_ms() + 30000;
     while (clock_now_ms() < end && log_count(&d, "etcd unavailable", "delete") == 0)
         usleep(100000);
     CHECK_MSG(log_count(&d, "etcd unavailable", "delete") >= 1, "no failed delete logged");
-    if (!CHECK_MSG(etcdh_restart_member(&E, 0, true) == 0, "etcd restart failed")) {
-        etcd_rc = -EIO;
+    if (!CHECK_MSG(etcdh_restart_member(&env.etcd, 0, true) == 0, "etcd restart failed")) {
+        env.etcd_rc = -EIO;
         goto out;
     }
     CHECK_MSG(wait_gone(ka, 60000) >= 0, "key of the container stopped during the outage kept");
@@ -641,26 +626,15 @@ static void test_etcd_short_outage(void)
 out:
     daemon_stop_ok(&d, 15000);
     show_log(&d);
-    if (H)
+    if (env.dockerd)
         docker_cleanup();
 }
 
 int main(int argc, char **argv)
 {
     check_init(argc, argv);
-    find_bin();
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/cfdt.XXXXXX");
-    if (!mkdtemp(tmpdir))
-        snprintf(tmpdir, sizeof(tmpdir), "/tmp");
-    dockerd_rc = dockerd_harness_start(&H, why, sizeof(why));
-    if (dockerd_rc != 0)
-        printf("private dockerd unavailable (%d): %s\n", dockerd_rc, why);
-    etcd_rc = etcdh_start(&E, 1);
-    if (etcd_rc == 0) {
-        etcd_config cfg = {.endpoints = E.endpoints};
-        if (etcd_client_new(&cfg, &C, NULL) < 0)
-            etcd_rc = -EIO;
-    }
+    docker_env_start(&env, "cfdt");
+    docker_env_bin(&env, "clusterf-docker", bin, sizeof bin);
     check_run("flags", test_flags);
     check_run("lifecycle", test_lifecycle);
     check_run("network_and_published", test_network_and_published);
@@ -671,18 +645,6 @@ int main(int argc, char **argv)
     check_run("etcd_down_at_start", test_etcd_down_at_start);
     check_run("etcd_short_outage", test_etcd_short_outage);
     check_run("many", test_many);
-    etcd_client_free(C);
-    if (E.dir[0])
-        etcdh_destroy(&E);
-    dockerd_harness_free(H);
-    if (!keep_logs) {
-        char cmd[128];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-        if (system(cmd) != 0) {
-            /* leave it */
-        }
-    } else {
-        printf("daemon logs kept in %s\n", tmpdir);
-    }
+    docker_env_finish(&env);
     return check_end();
 }

@@ -10,13 +10,10 @@
 #include "check.h"
 #include "child_proc.h"
 #include "common/timeutil.h"
-#include "dockerd_harness.h"
-#include "etcd/etcd.h"
-#include "etcd_harness.h"
+#include "docker_env.h"
 #include "etcd_poll.h"
 
 #include <errno.h>
-#include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,14 +28,7 @@
 #define GONE_CAP_MS (TTL_MS + 30000)
 #define BACK_CAP_MS 60000
 
-static dockerd_harness *H;
-static etcdh E;
-static int etcd_rc;
-static int dockerd_rc = -ENOTSUP;
-static etcd_client *C;
-static char why[512] = "dockerd harness not started";
-static char dir_bin[400], tmpdir[64];
-static bool keep_logs;
+static docker_env env;
 
 /* What one kill/restart loop measured. */
 typedef struct kill_stats {
@@ -47,27 +37,10 @@ typedef struct kill_stats {
     int over_bound;  /* kills where the key outlived TTL + 1 s */
 } kill_stats;
 
-/* The directory of the built binaries: build/tests/docker/<self> -> build. */
-static void find_build_dir(void)
-{
-    char self[400];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    self[n > 0 ? n : 0] = '\0';
-    snprintf(dir_bin, sizeof(dir_bin), "%s", dirname(dirname(dirname(self))));
-}
-
 /* etcd, dockerd and the named binary are there (else a skip or a failure). */
 static bool need(const char *binary)
 {
-    char path[512];
-    if (!check_need(dockerd_rc, why) || !check_need(etcd_rc, "etcd (etcd-server etcd-client)"))
-        return false;
-    snprintf(path, sizeof(path), "%s/%s", dir_bin, binary);
-    if (access(path, X_OK) != 0) {
-        check_skip("%s not built", path);
-        return false;
-    }
-    return true;
+    return docker_env_need(&env, binary);
 }
 
 static int kill_rounds(void)
@@ -80,11 +53,12 @@ static int kill_rounds(void)
 static bool docker_daemon_start(child_proc *d, const char *prefix, const char *logname)
 {
     char bin[512], log[160], ttl[32];
-    snprintf(bin, sizeof(bin), "%s/clusterf-docker", dir_bin);
-    snprintf(log, sizeof(log), "%s/%s.log", tmpdir, logname);
+    snprintf(bin, sizeof(bin), "%s/clusterf-docker", env.build_dir);
+    snprintf(log, sizeof(log), "%s/%s.log", env.tmpdir, logname);
     snprintf(ttl, sizeof(ttl), "%ds", TTL_MS / 1000);
-    char *argv[] = {bin, "--docker-host", H->host, "--etcd-endpoints", E.endpoints,
-                    "--hostname", HOST, "--etcd-prefix", (char *)prefix, "--ttl", ttl, NULL};
+    char *argv[] = {bin, "--docker-host", env.dockerd->host,
+                    "--etcd-endpoints", env.etcd.endpoints, "--hostname", HOST,
+                    "--etcd-prefix", (char *)prefix, "--ttl", ttl, NULL};
     return CHECK_MSG(child_start(d, log, true, argv), "fork: %s", strerror(errno));
 }
 
@@ -92,10 +66,10 @@ static bool docker_daemon_start(child_proc *d, const char *prefix, const char *l
 static bool register_start(child_proc *d, const char *prefix, const char *logname)
 {
     char bin[512], log[160], ttl[32], ep[300], pf[128];
-    snprintf(bin, sizeof(bin), "%s/clusterfctl", dir_bin);
-    snprintf(log, sizeof(log), "%s/%s.log", tmpdir, logname);
+    snprintf(bin, sizeof(bin), "%s/clusterfctl", env.build_dir);
+    snprintf(log, sizeof(log), "%s/%s.log", env.tmpdir, logname);
     snprintf(ttl, sizeof(ttl), "--ttl=%ds", TTL_MS / 1000);
-    snprintf(ep, sizeof(ep), "--etcd-endpoints=%s", E.endpoints);
+    snprintf(ep, sizeof(ep), "--etcd-endpoints=%s", env.etcd.endpoints);
     snprintf(pf, sizeof(pf), "--etcd-prefix=%s", prefix);
     char *argv[] = {bin, "register", "web", "r1", "--ipv4", "10.9.0.1", "--tcp", "80",
                     "--weight", "7", ttl, ep, pf, NULL};
@@ -105,22 +79,23 @@ static bool register_start(child_proc *d, const char *prefix, const char *lognam
 /* Run a container (detached, sleeping); id gets its full id. */
 static bool run(char *id, size_t size, const char *args)
 {
-    int r = dockerd_harness_docker(H, id, size, "run -d %s %s sleep 600", args, H->image);
+    int r = dockerd_harness_docker(env.dockerd, id, size, "run -d %s %s sleep 600", args,
+                                   env.dockerd->image);
     return CHECK_MSG(r == 0, "docker run %s: %d", args, r);
 }
 
 static void docker_cleanup(void)
 {
-    if (H)
-        dockerd_harness_docker(H, NULL, 0, "rm -f $(docker -H '%s' ps -aq) >/dev/null 2>&1",
-                               H->host);
+    if (env.dockerd)
+        dockerd_harness_docker(env.dockerd, NULL, 0,
+                               "rm -f $(docker -H '%s' ps -aq) >/dev/null 2>&1", env.dockerd->host);
 }
 
 static void show_log(const child_proc *d)
 {
     if (!check_failed() || !d->log[0])
         return;
-    keep_logs = true;
+    env.keep_logs = true;
     child_log_tail(d, 40);
 }
 
@@ -130,7 +105,7 @@ static void compare_prefix(const char *prefix, const char *const want[][2], size
 {
     etcd_kvs *kvs = NULL;
     etcd_error err = {0};
-    if (!CHECK_MSG(etcd_range_prefix(C, prefix, strlen(prefix), 0, &kvs, &err) == 0,
+    if (!CHECK_MSG(etcd_range_prefix(env.client, prefix, strlen(prefix), 0, &kvs, &err) == 0,
                    "range %s failed", prefix))
         return;
     size_t n = kvs ? kvs->n : 0, matched = 0;
@@ -164,7 +139,7 @@ static bool kill_round(child_proc *d, start_fn start, const char *prefix, const 
     char v[1024];
     int64_t t0 = clock_now_ms();
     CHECK_INT(child_stop(d, SIGKILL, 10000), 128 + SIGKILL);
-    int64_t gone = etcd_poll_gone(C, key, GONE_CAP_MS);
+    int64_t gone = etcd_poll_gone(env.client, key, GONE_CAP_MS);
     if (!CHECK_MSG(gone >= 0, "kill %d: %s still there %d ms after kill -9 (TTL %d ms)",
                    st->kills + 1, key, GONE_CAP_MS, TTL_MS))
         return false;
@@ -173,7 +148,8 @@ static bool kill_round(child_proc *d, start_fn start, const char *prefix, const 
     st->gone_max_ms = gone > st->gone_max_ms ? gone : st->gone_max_ms;
     st->over_bound += gone > TTL_MS + 1000;
     t0 = clock_now_ms();
-    if (!start(d, prefix, logname) || !etcd_poll_key(C, key, NULL, v, sizeof(v), NULL, BACK_CAP_MS))
+    if (!start(d, prefix, logname) ||
+        !etcd_poll_key(env.client, key, NULL, v, sizeof(v), NULL, BACK_CAP_MS))
         return false;
     int64_t back = clock_now_ms() - t0;
     st->back_max_ms = back > st->back_max_ms ? back : st->back_max_ms;
@@ -193,7 +169,7 @@ static void kill_loop(start_fn start, const char *prefix, const char *logname, c
     char value[1024];
     int rounds = kill_rounds();
     if (!start(&d, prefix, logname) ||
-        !etcd_poll_key(C, key, want, value, sizeof(value), NULL, BACK_CAP_MS))
+        !etcd_poll_key(env.client, key, want, value, sizeof(value), NULL, BACK_CAP_MS))
         goto out;
     while (st.kills < rounds && kill_round(&d, start, prefix, logname, key, value, &st)) {
     }
@@ -205,7 +181,7 @@ static void kill_loop(start_fn start, const char *prefix, const char *logname, c
     compare_prefix(prefix, expect, 1);
     CHECK_MSG(child_alive(&d), "%s exited on its own", logname);
     CHECK_INT(child_stop(&d, SIGTERM, 15000), 0);
-    CHECK_INT(etcd_poll_count(C, prefix), 0);
+    CHECK_INT(etcd_poll_count(env.client, prefix), 0);
 out:
     if (d.pid > 0)
         child_stop(&d, SIGKILL, 5000);
@@ -304,7 +280,7 @@ static void test_malformed_labels(void)
     ml_key(k[2], sizeof(k[2]), "bw", id[6]);
     ml_key(k[3], sizeof(k[3]), "sp", id[7]);
     for (int i = 0; i < 4; i++)
-        etcd_poll_key(C, k[i], NULL, NULL, 0, NULL, 60000);
+        etcd_poll_key(env.client, k[i], NULL, NULL, 0, NULL, 60000);
     const char *const expect[][2] = {{k[0], "\"tcp\":80,\"weight\":10"},
                                      {k[1], "\"tcp\":80,\"weight\":10"},
                                      {k[2], "\"tcp\":80,\"weight\":10"},
@@ -322,34 +298,10 @@ out:
 int main(int argc, char **argv)
 {
     check_init(argc, argv);
-    find_build_dir();
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/cfdf.XXXXXX");
-    if (!mkdtemp(tmpdir))
-        snprintf(tmpdir, sizeof(tmpdir), "/tmp");
-    dockerd_rc = dockerd_harness_start(&H, why, sizeof(why));
-    if (dockerd_rc != 0)
-        printf("private dockerd unavailable (%d): %s\n", dockerd_rc, why);
-    etcd_rc = etcdh_start(&E, 1);
-    if (etcd_rc == 0) {
-        etcd_config cfg = {.endpoints = E.endpoints};
-        if (etcd_client_new(&cfg, &C, NULL) < 0)
-            etcd_rc = -EIO;
-    }
+    docker_env_start(&env, "cfdf");
     check_run("malformed_labels", test_malformed_labels);
     check_run("docker_kill9_restart", test_docker_kill9_restart);
     check_run("register_kill9_restart", test_register_kill9_restart);
-    etcd_client_free(C);
-    if (E.dir[0])
-        etcdh_destroy(&E);
-    dockerd_harness_free(H);
-    if (keep_logs) {
-        printf("daemon logs kept in %s\n", tmpdir);
-    } else {
-        char cmd[128];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-        if (system(cmd) != 0) {
-            /* leave it */
-        }
-    }
+    docker_env_finish(&env);
     return check_end();
 }

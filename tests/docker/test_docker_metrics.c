@@ -2,15 +2,14 @@
  * private dockerd (dockerd_harness) and a real etcd on loopback; a labelled container's
  * backend shows in /metrics as desired and written (and is the key etcd holds), `promtool
  * check metrics` finds no problem, a real Prometheus server scrapes it (up == 1, the written
- * count), and /readyz turns 503 naming dockerd while dockerd is stopped, 200 after. */
+ * count), and /readyz turns 503 naming dockerd while dockerd is stopped, and naming etcd
+ * while etcd is hung (SIGSTOP), 200 after each. */
 #include "check.h"
-#include "dockerd_harness.h"
-#include "etcd_harness.h"
+#include "docker_env.h"
 #include "prom_harness.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,36 +19,26 @@
 
 #define L "net.qmsk.clusterf"
 
-static dockerd_harness *H;
-static etcdh E;
-static int etcd_rc;
-static int dockerd_rc = -ENOTSUP;
-static char why[512] = "dockerd harness not started";
-static char bin[512];
+static docker_env env;
+static char bin[512]; /* build/clusterf-docker */
 static int PORT;
 static pid_t DAEMON = -1;
 
-/* build/tests/docker/test_docker_metrics -> build/clusterf-docker */
-static void find_bin(void)
-{
-    char self[400];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    self[n > 0 ? n : 0] = '\0';
-    snprintf(bin, sizeof bin, "%s/clusterf-docker", dirname(dirname(dirname(self))));
-}
-
-static pid_t start_daemon(void)
+/* clusterf-docker serving metrics on port, with a lease of ttl, under prefix, logging to
+ * <etcd dir>/<logname>; its pid. */
+static pid_t start_daemon(int port, const char *ttl, const char *prefix, const char *logname)
 {
     char listen[64], log[300];
-    snprintf(listen, sizeof listen, "--metrics-listen=127.0.0.1:%d", PORT);
-    snprintf(log, sizeof log, "%s/clusterf-docker.log", E.dir);
+    snprintf(listen, sizeof listen, "--metrics-listen=127.0.0.1:%d", port);
+    snprintf(log, sizeof log, "%s/%s", env.etcd.dir, logname);
     pid_t pid = fork();
     if (pid == 0) {
         int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(fd, 1);
         dup2(fd, 2);
-        execl(bin, bin, "--docker-host", H->host, "--etcd-endpoints", E.endpoints,
-              "--hostname", "testhost", "--ttl", "3s", listen, (char *)NULL);
+        execl(bin, bin, "--docker-host", env.dockerd->host, "--etcd-endpoints", env.etcd.endpoints,
+              "--hostname", "testhost", "--ttl", ttl, "--etcd-prefix", prefix, listen,
+              (char *)NULL);
         _exit(127);
     }
     return pid;
@@ -57,13 +46,7 @@ static pid_t start_daemon(void)
 
 static bool need_all(void)
 {
-    if (!check_need(dockerd_rc, why) || !check_need(etcd_rc, "etcd (etcd-server etcd-client)"))
-        return false;
-    if (access(bin, X_OK) != 0) {
-        check_skip("%s not built", bin);
-        return false;
-    }
-    return CHECK(DAEMON > 0);
+    return docker_env_need(&env, "clusterf-docker") && CHECK(DAEMON > 0);
 }
 
 /* /metrics once clusterf_docker_backends_written is want, or the last text; caller frees. */
@@ -73,7 +56,7 @@ static char *metrics_when_written(double want)
     snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", PORT);
     for (int i = 0; i < 300; i++) {
         free(body);
-        prom_http_get(E.dir, url, &body);
+        prom_http_get(env.etcd.dir, url, &body);
         if (body && prom_sample(body, "clusterf_docker_backends_written") == want)
             break;
         usleep(200000);
@@ -85,8 +68,10 @@ static char *metrics_when_written(double want)
 static long etcd_count(const char *prefix)
 {
     char cmd[600], line[200];
-    snprintf(cmd, sizeof cmd, "ETCDCTL_API=3 etcdctl --endpoints=%s get --prefix --keys-only "
-             "'%s' 2>/dev/null", E.endpoints, prefix);
+    snprintf(cmd, sizeof cmd,
+             "ETCDCTL_API=3 etcdctl --endpoints=%s get --prefix --keys-only "
+             "'%s' 2>/dev/null",
+             env.etcd.endpoints, prefix);
     FILE *f = popen(cmd, "r");
     long n = 0;
     while (f && fgets(line, sizeof line, f))
@@ -100,10 +85,11 @@ static void test_backend_counted(void)
     char *body = NULL, *out = NULL;
     if (!need_all())
         return;
-    CHECK(prom_wait_status(E.dir, PORT, "/healthz", 200, 30, NULL));
-    int r = dockerd_harness_docker(H, NULL, 0, "run -d --name m1 --expose 8080 -l " L
-                                   ".service=web -l " L ".backend.tcp=8080 %s sleep 600",
-                                   H->image);
+    CHECK(prom_wait_status(env.etcd.dir, PORT, "/healthz", 200, 30, NULL));
+    int r = dockerd_harness_docker(env.dockerd, NULL, 0,
+                                   "run -d --name m1 --expose 8080 -l " L ".service=web -l " L
+                                   ".backend.tcp=8080 %s sleep 600",
+                                   env.dockerd->image);
     CHECK_INT(r, 0);
     body = metrics_when_written(1);
     CHECK_MSG(prom_sample(body, "clusterf_docker_backends_written") == 1,
@@ -115,8 +101,8 @@ static void test_backend_counted(void)
     CHECK(prom_sample(body, "clusterf_docker_lease_held") == 1);
     CHECK(prom_sample(body, "clusterf_etcd_lease_ttl_seconds") == 3);
     CHECK_INT(etcd_count("/clusterf/services/web/backends/"), 1);
-    CHECK(prom_wait_status(E.dir, PORT, "/readyz", 200, 30, NULL));
-    CHECK_INT(prom_check_metrics(E.dir, body, &out), 0);
+    CHECK(prom_wait_status(env.etcd.dir, PORT, "/readyz", 200, 30, NULL));
+    CHECK_INT(prom_check_metrics(env.etcd.dir, body, &out), 0);
     CHECK_MSG(out && !out[0], "promtool check metrics: %s", out ? out : "");
     free(out);
     free(body);
@@ -131,12 +117,12 @@ static void test_prometheus_scrapes(void)
         return;
     }
     int port = 0;
-    pid_t prom = prom_start(E.dir, "clusterf-docker", PORT, &port);
+    pid_t prom = prom_start(env.etcd.dir, "clusterf-docker", PORT, &port);
     if (!CHECK(prom > 0))
         return;
-    CHECK_MSG(prom_wait_query(E.dir, port, "up%7Bjob%3D%22clusterf-docker%22%7D", "1", 120),
-              "Prometheus never saw up == 1 (see %s/prometheus-clusterf-docker.log)", E.dir);
-    CHECK(prom_wait_query(E.dir, port, "clusterf_docker_backends_written", "1", 60));
+    CHECK_MSG(prom_wait_query(env.etcd.dir, port, "up%7Bjob%3D%22clusterf-docker%22%7D", "1", 120),
+              "Prometheus never saw up == 1 (see %s/prometheus-clusterf-docker.log)", env.etcd.dir);
+    CHECK(prom_wait_query(env.etcd.dir, port, "clusterf_docker_backends_written", "1", 60));
     kill(prom, SIGTERM);
     waitpid(prom, NULL, 0);
 }
@@ -147,39 +133,66 @@ static void test_readyz_follows_dockerd(void)
     char *body = NULL;
     if (!need_all())
         return;
-    CHECK(prom_wait_status(E.dir, PORT, "/readyz", 200, 60, NULL));
-    CHECK_INT(dockerd_harness_stop(H), 0);
-    CHECK_MSG(prom_wait_status(E.dir, PORT, "/readyz", 503, 60, &body),
+    CHECK(prom_wait_status(env.etcd.dir, PORT, "/readyz", 200, 60, NULL));
+    CHECK_INT(dockerd_harness_stop(env.dockerd), 0);
+    CHECK_MSG(prom_wait_status(env.etcd.dir, PORT, "/readyz", 503, 60, &body),
               "/readyz never 503 with dockerd stopped");
     CHECK_MSG(body && strstr(body, "dockerd"), "reason: %s", body ? body : "");
     free(body);
-    CHECK(prom_wait_status(E.dir, PORT, "/healthz", 200, 10, NULL));
-    CHECK_INT(dockerd_harness_restart(H), 0);
-    CHECK_MSG(prom_wait_status(E.dir, PORT, "/readyz", 200, 120, NULL),
+    CHECK(prom_wait_status(env.etcd.dir, PORT, "/healthz", 200, 10, NULL));
+    CHECK_INT(dockerd_harness_restart(env.dockerd), 0);
+    CHECK_MSG(prom_wait_status(env.etcd.dir, PORT, "/readyz", 200, 120, NULL),
               "/readyz not 200 after dockerd came back");
+}
+
+/* etcd hung (SIGSTOP: its sockets stay open, nothing answers): /readyz turns 503 naming
+ * etcd once the lease's next keep-alive is overdue (TTL/3 + 2 s), long before the lease
+ * itself is given up (the TTL: 90 s here, over the 60 s cap; before the fix /readyz stayed
+ * 200 until then); resumed (SIGCONT): 200 again. Its own daemon, for the long TTL. */
+static void test_readyz_follows_etcd(void)
+{
+    char *body = NULL;
+    if (!need_all())
+        return;
+    int port = prom_free_port();
+    pid_t d = start_daemon(port, "90s", "/ready", "clusterf-docker-ready.log");
+    pid_t etcd = env.etcd.m[0].pid;
+    CHECK(prom_wait_status(env.etcd.dir, port, "/readyz", 200, 120, NULL));
+    if (!CHECK_MSG(kill(etcd, SIGSTOP) == 0, "SIGSTOP etcd: %s", strerror(errno)))
+        goto out;
+    CHECK_MSG(prom_wait_status(env.etcd.dir, port, "/readyz", 503, 60, &body),
+              "/readyz never 503 with etcd hung");
+    CHECK_MSG(body && strstr(body, "etcd"), "reason: %s", body ? body : "");
+    free(body);
+    CHECK(prom_wait_status(env.etcd.dir, port, "/healthz", 200, 10, NULL));
+    CHECK_INT(kill(etcd, SIGCONT), 0);
+    CHECK_MSG(prom_wait_status(env.etcd.dir, port, "/readyz", 200, 120, NULL),
+              "/readyz not 200 after etcd resumed");
+out:
+    kill(etcd, SIGCONT);
+    kill(d, SIGTERM);
+    waitpid(d, NULL, 0);
 }
 
 int main(int argc, char **argv)
 {
     check_init(argc, argv);
-    find_bin();
-    dockerd_rc = dockerd_harness_start(&H, why, sizeof why);
-    etcd_rc = etcdh_start(&E, 1);
-    if (dockerd_rc == 0 && etcd_rc == 0 && access(bin, X_OK) == 0) {
+    docker_env_start(&env, "cfdm");
+    docker_env_bin(&env, "clusterf-docker", bin, sizeof bin);
+    if (env.dockerd_rc == 0 && env.etcd_rc == 0 && access(bin, X_OK) == 0) {
         PORT = prom_free_port();
-        DAEMON = start_daemon();
+        DAEMON = start_daemon(PORT, "3s", "/clusterf", "clusterf-docker.log");
     }
     check_run("backend_counted", test_backend_counted);
     check_run("prometheus_scrapes", test_prometheus_scrapes);
+    check_run("readyz_follows_etcd", test_readyz_follows_etcd);
     check_run("readyz_follows_dockerd", test_readyz_follows_dockerd);
     if (DAEMON > 0) {
         kill(DAEMON, SIGTERM);
         waitpid(DAEMON, NULL, 0);
     }
-    if (H)
-        dockerd_harness_docker(H, NULL, 0, "rm -f m1 >/dev/null 2>&1");
-    dockerd_harness_free(H);
-    if (etcd_rc == 0)
-        etcdh_destroy(&E);
+    if (env.dockerd)
+        dockerd_harness_docker(env.dockerd, NULL, 0, "rm -f m1 >/dev/null 2>&1");
+    docker_env_finish(&env);
     return check_end();
 }

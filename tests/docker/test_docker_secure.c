@@ -4,11 +4,9 @@
  * container of a private dockerd becomes a backend key under its lease, and SIGTERM revokes it
  * (exit 0). A wrong password is a clear error and an exit status, not a crash or a hang. */
 #include "check.h"
-#include "dockerd_harness.h"
-#include "etcd_harness.h"
+#include "docker_env.h"
 
 #include <errno.h>
-#include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,19 +16,8 @@
 
 #define L "net.qmsk.clusterf"
 
-static dockerd_harness *H;
-static etcdh E;
-static int etcd_rc, dockerd_rc = -ENOTSUP;
-static char why[512] = "dockerd harness not started", bin[512];
-
-/* build/tests/docker/test_docker_secure -> build/clusterf-docker */
-static void find_bin(void)
-{
-    char self[400];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    self[n > 0 ? n : 0] = '\0';
-    snprintf(bin, sizeof bin, "%s/clusterf-docker", dirname(dirname(dirname(self))));
-}
+static docker_env env;
+static char bin[512]; /* build/clusterf-docker */
 
 /* clusterf-docker as user writer with password pw, logging to log; its pid. */
 static pid_t start_daemon(const char *pw, const char *log)
@@ -41,10 +28,10 @@ static pid_t start_daemon(const char *pw, const char *log)
         if (!f || dup2(1, 2) < 0)
             _exit(126);
         setenv("CLUSTERF_ETCD_PASSWORD", pw, 1);
-        execl(bin, bin, "--docker-host", H->host, "--etcd-endpoints", E.endpoints,
-              "--etcd-cacert", E.ca, "--etcd-cert", E.cert, "--etcd-key", E.key,
-              "--etcd-user", "writer", "--etcd-timeout", "3s", "--hostname", "testhost",
-              "--ttl", "3s", (char *)NULL);
+        execl(bin, bin, "--docker-host", env.dockerd->host, "--etcd-endpoints", env.etcd.endpoints,
+              "--etcd-cacert", env.etcd.ca, "--etcd-cert", env.etcd.cert, "--etcd-key",
+              env.etcd.key, "--etcd-user", "writer", "--etcd-timeout", "3s", "--hostname",
+              "testhost", "--ttl", "3s", (char *)NULL);
         _exit(127);
     }
     return pid;
@@ -54,9 +41,10 @@ static pid_t start_daemon(const char *pw, const char *log)
 static long key_count(const char *prefix)
 {
     char cmd[1200], line[300];
-    snprintf(cmd, sizeof cmd, "ETCDCTL_API=3 etcdctl --endpoints=%s --cacert=%s --cert=%s "
+    snprintf(cmd, sizeof cmd,
+             "ETCDCTL_API=3 etcdctl --endpoints=%s --cacert=%s --cert=%s "
              "--key=%s --user root:rootpw get --prefix --keys-only '%s' 2>/dev/null",
-             E.endpoints, E.ca, E.cert, E.key, prefix);
+             env.etcd.endpoints, env.etcd.ca, env.etcd.cert, env.etcd.key, prefix);
     FILE *f = popen(cmd, "r");
     long n = 0;
     while (f && fgets(line, sizeof line, f))
@@ -74,24 +62,28 @@ static bool wait_count(const char *prefix, long want)
 
 static int setup_auth(void)
 {
-    return etcdh_ctl(&E, "user add root:rootpw") | etcdh_ctl(&E, "role add writer") |
-           etcdh_ctl(&E, "role grant-permission writer --prefix=true readwrite /clusterf/services/") |
-           etcdh_ctl(&E, "user add writer:writepw") | etcdh_ctl(&E, "user grant-role writer writer") |
-           etcdh_ctl(&E, "auth enable");
+    return etcdh_ctl(&env.etcd, "user add root:rootpw") | etcdh_ctl(&env.etcd, "role add writer") |
+           etcdh_ctl(&env.etcd,
+                     "role grant-permission writer --prefix=true readwrite /clusterf/services/") |
+           etcdh_ctl(&env.etcd, "user add writer:writepw") |
+           etcdh_ctl(&env.etcd, "user grant-role writer writer") |
+           etcdh_ctl(&env.etcd, "auth enable");
 }
 
 static void test_registers_under_tls_and_auth(void)
 {
-    if (!check_need(dockerd_rc, why) || !check_need(etcd_rc, "etcd with TLS (etcd-server)"))
+    if (!docker_env_need(&env, "clusterf-docker"))
         return;
-    if (!CHECK_MSG(setup_auth() == 0, "users and roles (see %s/etcdctl.log)", E.dir))
+    if (!CHECK_MSG(setup_auth() == 0, "users and roles (see %s/etcdctl.log)", env.etcd.dir))
         return;
     char log[300];
-    snprintf(log, sizeof log, "%s/clusterf-docker.log", E.dir);
+    snprintf(log, sizeof log, "%s/clusterf-docker.log", env.etcd.dir);
     pid_t d = start_daemon("writepw", log);
-    CHECK_INT(dockerd_harness_docker(H, NULL, 0, "run -d --name s1 --expose 8080 -l " L
-                                     ".service=web -l " L ".backend.tcp=8080 %s sleep 600",
-                                     H->image), 0);
+    CHECK_INT(dockerd_harness_docker(env.dockerd, NULL, 0,
+                                     "run -d --name s1 --expose 8080 -l " L ".service=web -l " L
+                                     ".backend.tcp=8080 %s sleep 600",
+                                     env.dockerd->image),
+              0);
     CHECK_MSG(wait_count("/clusterf/services/web/backends/", 1),
               "the backend never appeared (see %s)", log);
     char cmd[600];
@@ -103,7 +95,7 @@ static void test_registers_under_tls_and_auth(void)
     CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
     CHECK_MSG(wait_count("/clusterf/services/web/backends/", 0), "the key outlived SIGTERM");
     /* a wrong password: said clearly, nothing written, and SIGTERM still ends it with 0 */
-    snprintf(log, sizeof log, "%s/clusterf-docker-badpw.log", E.dir);
+    snprintf(log, sizeof log, "%s/clusterf-docker-badpw.log", env.etcd.dir);
     d = start_daemon("nope", log);
     snprintf(cmd, sizeof cmd, "grep -q 'authentication failed' %s", log);
     bool said = false;
@@ -119,17 +111,15 @@ static void test_registers_under_tls_and_auth(void)
 int main(int argc, char **argv)
 {
     check_init(argc, argv);
-    find_bin();
-    dockerd_rc = dockerd_harness_start(&H, why, sizeof why);
-    E.tls = true;
-    E.client_cert_auth = true;
-    snprintf(E.extra_args, sizeof E.extra_args, "--auth-token=simple --auth-token-ttl=2");
-    etcd_rc = etcdh_start(&E, 1);
+    env.etcd.tls = true;
+    env.etcd.client_cert_auth = true;
+    snprintf(env.etcd.extra_args, sizeof env.etcd.extra_args,
+             "--auth-token=simple --auth-token-ttl=2");
+    docker_env_start(&env, "cfds");
+    docker_env_bin(&env, "clusterf-docker", bin, sizeof bin);
     check_run("registers_under_tls_and_auth", test_registers_under_tls_and_auth);
-    if (H)
-        dockerd_harness_docker(H, NULL, 0, "rm -f s1 >/dev/null 2>&1");
-    dockerd_harness_free(H);
-    if (etcd_rc == 0)
-        etcdh_destroy(&E);
+    if (env.dockerd)
+        dockerd_harness_docker(env.dockerd, NULL, 0, "rm -f s1 >/dev/null 2>&1");
+    docker_env_finish(&env);
     return check_end();
 }

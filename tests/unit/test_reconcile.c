@@ -666,6 +666,51 @@ static void test_refused_op_is_isolated(void)
     world_close(&w);
 }
 
+/* The owners reconcile_service_owner named for the failed ops, as the callback saw them. */
+static char failed_owners[256];
+
+/* reconcile_result.on_op: append the owner of a failed op ("-" when none) to failed_owners. */
+static void note_failed_owner(void *ctx, const struct ipvs_op *op)
+{
+    if (op->outcome != IPVS_FAILED)
+        return;
+    const char *owner = reconcile_service_owner(ctx, &op->svc);
+    size_t len = strlen(failed_owners);
+    snprintf(failed_owners + len, sizeof failed_owners - len, "%s%s", len ? " " : "",
+             owner ? owner : "-");
+}
+
+/* A refused op's clusterf service is known to the op's callback, in the very pass that first
+ * desired it: full (sliced or not) and incremental; a service no one desires has none. */
+static void test_owner_of_refused_op(void)
+{
+    world w = {0};
+    world_open(&w, NULL);
+    put(&w, "services/bad/frontend", "{\"ipv4\":\"10.9.0.1\",\"tcp\":80,\"scheduler\":\"nosuch\"}");
+    put(&w, "services/good/frontend", "{\"ipv4\":\"10.9.0.2\",\"tcp\":80}");
+    lb_table t;
+    lb_table_init(&t);
+    CHECK_INT(lb_compute_all(w.cfg, &t), 0);
+    reconcile_result res = {.on_op = note_failed_owner, .ctx = w.rec};
+    failed_owners[0] = '\0';
+    CHECK_INT(reconcile_full(w.rec, &t, &res), 0);
+    CHECK_STR(failed_owners, "bad");
+    struct ipvs_service good = tcp_svc("10.9.0.2", 80), none = tcp_svc("10.9.0.9", 80);
+    const char *owner = reconcile_service_owner(w.rec, &good);
+    CHECK_STR(owner ? owner : "-", "good");
+    CHECK(reconcile_service_owner(w.rec, &none) == NULL);
+    put(&w, "services/bad2/frontend", "{\"ipv4\":\"10.9.0.3\",\"tcp\":81,\"scheduler\":\"nosuch\"}");
+    lb_table_free(&t);
+    lb_table_init(&t);
+    CHECK_INT(lb_compute_service(w.cfg, "bad2", &t), 0);
+    failed_owners[0] = '\0';
+    CHECK_INT(reconcile_service(w.rec, "bad2", &t, &res), 0);
+    CHECK_STR(failed_owners, "bad2");
+    reconcile_result_free(&res);
+    lb_table_free(&t);
+    world_close(&w);
+}
+
 /* A failed dump changes nothing and reports the error. */
 static void test_dump_failure(void)
 {
@@ -1244,6 +1289,7 @@ int main(int argc, char **argv)
     check_run("state_path_too_long", test_state_path_too_long);
     check_run("drift_repaired", test_drift_repaired);
     check_run("refused_op_is_isolated", test_refused_op_is_isolated);
+    check_run("owner_of_refused_op", test_owner_of_refused_op);
     check_run("dump_failure", test_dump_failure);
     check_run("flush", test_flush);
     check_run("vip_change", test_vip_change);

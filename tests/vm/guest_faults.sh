@@ -232,7 +232,7 @@ scenario_bad_input() {
     echo "  $BIG_N keys put in one txn in $(($(now) - t0)) s"
     big_want $BIG_N > /tmp/big.want
     t0=$(now)
-    start_ipvs
+    start_ipvs --log-level=debug
     wait_for "bad input: the $BIG_N-backend service is in the kernel in full" 300 big_same
     echo "  start -> $BIG_N destinations in the kernel: $(($(now) - t0)) s"
     if ! big_same; then
@@ -246,6 +246,14 @@ scenario_bad_input() {
         grep -q 'key=services/huge/frontend .*more than the' $LOG
     wait_for "bad input: the kernel's refusal is logged with the service" 30 \
         grep -q 'level=error.*10.74.0.1:80.* clusterf_service=nosched ' $LOG
+    refusal_logged_once
+    clusterfctl status --etcd-endpoints=$EP --etcd-timeout=60s -config-path=$LOCAL > /tmp/status.out 2>&1; rc=$?
+    if grep -q '^missing .*10.74.0.1:80.*nosched' /tmp/status.out; then
+        ok "bad input: clusterfctl status shows the refused service missing"
+    else
+        bad "bad input: clusterfctl status and the refused service (exit $rc)"
+        { grep 10.74 /tmp/status.out; head -n 3 /tmp/status.out; tail -n 2 /tmp/status.out; } | cut -c1-200 | sed 's/^/    /'
+    fi
     clusterfctl validate --etcd-endpoints=$EP > /tmp/validate.out 2>&1; rc=$?
     if [ $rc = 1 ] && grep -q 'services/huge/frontend.*more than the' /tmp/validate.out; then
         ok "bad input: clusterfctl validate names the 1.4 MiB key (exit 1)"
@@ -268,8 +276,21 @@ scenario_bad_input() {
     etcdctl --endpoints=$EP del --prefix /clusterf/services/big > /dev/null
     ec del --prefix /clusterf/services/huge
     ec del --prefix /clusterf/services/nosched
+    wait_for "bad input: the refused service's end is logged once, at info" 30 \
+        grep -q 'level=info msg="ipvs op no longer fails" op=add-service .*clusterf_service=nosched' $LOG
     ec del --prefix /clusterf/services/ok
     stop_ipvs "bad input: SIGTERM exits 0"
+}
+
+# The refused service's failing ops retried >= 3 times (seen at debug): each is logged at error
+# once, not at every retry (it was: three error lines every 2 s).
+refusal_logged_once() {
+    retried() { [ "$(grep -c 'level=debug msg="ipvs op" op=add-service .*clusterf_service=nosched .*result=failed' $LOG)" -ge 3 ]; }
+    wait_for "bad input: the refused service is retried (3 times)" 120 retried
+    grep 'level=error msg="ipvs op" .*clusterf_service=nosched ' $LOG | sed 's/^ts=[^ ]* //' > /tmp/refused.err
+    n=$(wc -l < /tmp/refused.err) dup=$(sort /tmp/refused.err | uniq -d | wc -l)
+    if [ "$n" -ge 1 ] && [ "$dup" = 0 ]; then ok "bad input: each refused op logged at error once ($n lines)"
+    else bad "bad input: refused ops logged at error $n times, $dup repeated"; head -n 4 /tmp/refused.err | cut -c1-200 | sed 's/^/    /'; fi
 }
 
 # expect_others NAME SECONDS EXPECTED: expect, on the scenario's small services only.
