@@ -227,8 +227,16 @@ scenario_bad_input() {
     ec put /clusterf/services/nosched/backends/a '{"ipv4":"10.75.0.1","tcp":80}'
     ec put /clusterf/services/big/frontend '{"ipv4":"10.70.0.1","tcp":80}'
     t0=$(now)
-    big_txn $BIG_N | etcdctl --endpoints=$EP --command-timeout=300s txn > /tmp/txn.out 2>&1 ||
-        { bad "bad input: the $BIG_N keys loaded in one txn"; tail -n 3 /tmp/txn.out; }
+    # etcd answers "request timed out" when applying the txn outlasts its own deadline (seen at
+    # load 13 on 2 cores); the txn may still land, and its puts are idempotent: try again.
+    txn_ok=0
+    for try in 1 2 3; do
+        big_txn $BIG_N | etcdctl --endpoints=$EP --command-timeout=300s txn > /tmp/txn.out 2>&1 &&
+            { txn_ok=1; break; }
+        grep -q 'request timed out' /tmp/txn.out || break
+        echo "  txn try $try: $(tail -n 1 /tmp/txn.out); again"
+    done
+    [ $txn_ok = 1 ] || { bad "bad input: the $BIG_N keys loaded in one txn"; tail -n 3 /tmp/txn.out; }
     echo "  $BIG_N keys put in one txn in $(($(now) - t0)) s"
     big_want $BIG_N > /tmp/big.want
     t0=$(now)
