@@ -131,7 +131,7 @@ fuzz: $(FUZZERS)
 # 3.5x less CPU per execution on a quiet machine, 25-30x under load (the streams' syscalls and page
 # faults were what load hurt); the fuzzer now does ~2,400-3,100 executions per CPU second, so 10M
 # take about an hour of an idle core. With other engineers' VMs loading the 2 cores it got only
-# ~450 exec/s of wall time: SOAK_FUZZ_SECONDS=0 makes sure of 10M on a loaded machine.
+# 450-780 exec/s of wall time (2.64M in 56 min): SOAK_FUZZ_SECONDS=0 makes sure of 10M there.
 SOAK_FUZZ_RUNS    ?= 10000000
 SOAK_FUZZ_SECONDS ?= 3600
 SOAK_SUITES       := vm/test_soak docker/test_docker_faults integration/test_member_faults
