@@ -128,7 +128,8 @@ int ipvsd_etcd_start(ipvsd *d, etcd_client *etcd);
 /* Free the watch, the lease and the worker with the client; never waits for etcd. */
 void ipvsd_etcd_stop(ipvsd *d);
 /* Ask the worker for a read of the whole prefix (unless one is in flight); its result is
- * applied, followed by a full pass and the watch from its revision + 1. */
+ * applied a slice per loop turn, then followed by a full pass and the watch from its
+ * revision + 1. */
 void ipvsd_etcd_load(ipvsd *d);
 /* True while an etcd read is being applied (a slice per loop turn; passes wait for it). */
 bool ipvsd_etcd_applying(const ipvsd *d);
