@@ -57,16 +57,26 @@ static int sync_end(config_store *cfg, enum config_source src, cfgsource_key_fn 
     return rc;
 }
 
+int cfgsource_apply_etcd_part(config_store *cfg, const char *prefix, const etcd_kvs *kvs,
+                              size_t *next, size_t max, cfgsource_key_fn fn, void *ctx)
+{
+    int rc = *next == 0 ? config_store_sync_begin(cfg, CONFIG_SOURCE_ETCD) : 0;
+    size_t end = max < kvs->n - *next ? *next + max : kvs->n;
+    for (; rc == 0 && *next < end; (*next)++)
+        if (cfgsource_apply_etcd(cfg, prefix, false, &kvs->kvs[*next], fn, ctx) == -ENOMEM)
+            rc = -ENOMEM;
+    if (rc < 0)
+        return rc;
+    if (*next < kvs->n)
+        return 1;
+    return sync_end(cfg, CONFIG_SOURCE_ETCD, fn, ctx);
+}
+
 int cfgsource_apply_etcd_range(config_store *cfg, const char *prefix, const etcd_kvs *kvs,
                                cfgsource_key_fn fn, void *ctx)
 {
-    int rc = config_store_sync_begin(cfg, CONFIG_SOURCE_ETCD);
-    for (size_t i = 0; rc == 0 && i < kvs->n; i++)
-        if (cfgsource_apply_etcd(cfg, prefix, false, &kvs->kvs[i], fn, ctx) == -ENOMEM)
-            rc = -ENOMEM;
-    if (rc == 0)
-        rc = sync_end(cfg, CONFIG_SOURCE_ETCD, fn, ctx);
-    return rc;
+    size_t next = 0;
+    return cfgsource_apply_etcd_part(cfg, prefix, kvs, &next, SIZE_MAX, fn, ctx);
 }
 
 int cfgsource_etcd_read(etcd_client *c, const char *prefix, config_store *cfg,

@@ -38,6 +38,13 @@ int cfgsource_apply_etcd(config_store *cfg, const char *prefix, bool is_delete,
 int cfgsource_apply_etcd_range(config_store *cfg, const char *prefix, const etcd_kvs *kvs,
                                cfgsource_key_fn fn, void *ctx);
 
+/* The same, a part at a time (for a caller that applies a large read between other work):
+ * apply up to max keys of kvs from *next on, advancing *next. At *next == 0 the sync begins;
+ * after the last key it ends (fn gets its result). Returns 1 while keys remain, 0 once the
+ * sync is over, or -ENOMEM (the sync is left unfinished: keys already applied stay). */
+int cfgsource_apply_etcd_part(config_store *cfg, const char *prefix, const etcd_kvs *kvs,
+                              size_t *next, size_t max, cfgsource_key_fn fn, void *ctx);
+
 /* Read every key under "<prefix>/" at one revision (paginated) as a sync of the etcd source.
  * fn (may be NULL) gets each key's result and the sync_end result. On success returns 0 with
  * *revision and *n_keys (either may be NULL) set; on an etcd failure returns -errno with err

@@ -19,7 +19,7 @@ struct ipvs_flags {
     const char *config_path, *sched, *method, *state_dir, *log_level;
     const char *metrics_listen;
     const char *adv_name, *adv_prefix4, *adv_prefix6, *adv_gw4, *adv_gw6, *adv_method;
-    long adv_ttl;
+    long adv_ttl, read_slice_keys;
     bool filter_etcd_routes, flush, dry_run, help, version, ipvs_sysctls, metrics_no_dests;
     int64_t resync_ms, coalesce_ms, drain_ms, metrics_kernel_ms, ready_etcd_ms;
 };
@@ -81,6 +81,7 @@ static int build_options(struct ipvs_flags *f, etcd_flag_values *ev, ipvsd_optio
     o->dry_run = f->dry_run;
     o->resync_ms = f->resync_ms;
     o->coalesce_ms = f->coalesce_ms;
+    o->read_slice_keys = f->read_slice_keys;
     o->drain_ms = f->drain_ms;
     o->ipvs_sysctls = f->ipvs_sysctls;
     o->metrics_listen = f->metrics_listen;
@@ -102,7 +103,7 @@ static int build_options(struct ipvs_flags *f, etcd_flag_values *ev, ipvsd_optio
 int main(int argc, char **argv)
 {
     struct ipvs_flags f = {.sched = "wlc", .method = "masq", .state_dir = "/run/clusterf",
-                           .log_level = "info", .adv_ttl = 10, .resync_ms = 60000,
+                           .log_level = "info", .adv_ttl = 10, .read_slice_keys = 2000, .resync_ms = 60000,
                            .coalesce_ms = 5, .drain_ms = 30000,
                            .metrics_kernel_ms = 10000, .ready_etcd_ms = 15000};
     etcd_flag_values ev;
@@ -123,6 +124,7 @@ int main(int argc, char **argv)
         {"flush", FLAG_BOOL, &f.flush, NULL, "clear the whole IPVS table once at start, then own it", 0, 0},
         {"resync-interval", FLAG_DURATION, &f.resync_ms, "DURATION", "period of full kernel dumps that repair drift (0 = never)", 0, 0},
         {"coalesce", FLAG_DURATION, &f.coalesce_ms, "DURATION", "delay that gathers a burst of etcd events into one pass", 0, 0},
+        {"read-slice-keys", FLAG_INT, &f.read_slice_keys, "N", "apply the etcd read at most N keys per event-loop turn (more between events)", 1, 1000000},
         {"drain-timeout", FLAG_DURATION, &f.drain_ms, "DURATION", "a removed TCP backend keeps its connections at weight 0 until they end or this long (0 = delete at once)", 0, 0},
         {"ipvs-sysctls", FLAG_BOOL, &f.ipvs_sysctls, NULL, "set net.ipv4.vs.expire_nodest_conn=1, expire_quiescent_template=1, conn_reuse_mode=1 at start", 0, 0},
         {"state-dir", FLAG_STRING, &f.state_dir, "DIR", "where the services clusterf created are remembered", 0, 0},

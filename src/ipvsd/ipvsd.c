@@ -323,6 +323,10 @@ static int add_name(const char *service, void *ctx)
 
 void ipvsd_pass_full(ipvsd *d, const char *why)
 {
+    if (ipvsd_etcd_applying(d)) {
+        log_debug("msg=\"full pass left to the end of the etcd read being applied\" scope=%s", why);
+        return; /* its last key starts one */
+    }
     if (reconcile_full_running(d->rec)) {
         d->full_again = true; /* the running pass may predate what asked for this one */
         return;
@@ -416,8 +420,10 @@ static void pass_touched(ipvsd *d)
  * full pass after the read settles everything. */
 static void pass_dirty(ipvsd *d)
 {
-    if (reconcile_full_running(d->rec))
-        return; /* full_end re-arms the timer */
+    /* full_end re-arms the timer; the end of an etcd read being applied starts a full pass
+     * (so no service is pushed half read). */
+    if (reconcile_full_running(d->rec) || ipvsd_etcd_applying(d))
+        return;
     if (d->loaded && reconcile_needs_full(d->rec)) {
         ipvsd_pass_full(d, "mirror-out-of-date");
         return;
@@ -589,6 +595,16 @@ static void on_ready(ipvsd *d, int fd)
     }
 }
 
+/* Run one slice of the work done between events: the etcd read being applied first (a full
+ * pass waits for it, so it never pushes a half-applied config), else the full pass. */
+static void run_slice(ipvsd *d)
+{
+    if (ipvsd_etcd_applying(d))
+        ipvsd_etcd_read_slice(d);
+    else if (reconcile_full_running(d->rec))
+        full_slice(d);
+}
+
 static void teardown(ipvsd *d)
 {
     ipvsd_metrics_stop(d);
@@ -647,8 +663,9 @@ int ipvsd_run(const ipvsd_options *opts)
     ipvsd_timer(d.resync_fd, opts->resync_ms);
     while (!d.stop) {
         struct epoll_event evs[16];
-        /* A full pass runs in slices between the events: poll while one is running. */
-        bool busy = reconcile_full_running(d.rec);
+        /* An etcd read's apply and a full pass run in slices between the events: poll
+         * while one is running. */
+        bool busy = ipvsd_etcd_applying(&d) || reconcile_full_running(d.rec);
         int n = epoll_wait(d.ep, evs, 16, busy ? 0 : -1);
         if (n < 0 && errno != EINTR) {
             log_error("msg=\"epoll failed\" error=\"%s\"", strerror(errno));
@@ -656,8 +673,8 @@ int ipvsd_run(const ipvsd_options *opts)
         }
         for (int i = 0; i < n && !d.stop; i++)
             on_ready(&d, evs[i].data.fd);
-        if (busy && !d.stop && reconcile_full_running(d.rec))
-            full_slice(&d);
+        if (busy && !d.stop)
+            run_slice(&d);
     }
     status = 0;
 out:

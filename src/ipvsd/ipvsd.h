@@ -29,6 +29,8 @@ typedef struct ipvsd_options {
     bool dry_run;                /* log the ops, never change the kernel */
     int64_t resync_ms;           /* full pass period; 0 = never */
     int64_t coalesce_ms;         /* delay that gathers a burst of events into one pass */
+    long read_slice_keys;        /* an etcd read is applied at most this many keys per loop
+                                  * turn (0 = the default, 2000) */
     int64_t drain_ms;            /* a removed TCP dest drains at weight 0 this long; 0 = off */
     bool ipvs_sysctls;           /* set the IPVS sysctls of graceful removal at start */
     const char *state_path;      /* owned-services file; NULL = none */

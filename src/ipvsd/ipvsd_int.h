@@ -90,6 +90,11 @@ typedef struct ipvsd {
     bool full_keep;         /* a periodic resync: untouched services are checked, not computed */
     bytemap full_dirty;     /* names events touched before it began (computed by it) */
     bytemap noisy;          /* names whose last computation had a conflict or a warning */
+    /* The etcd read being applied to the store a slice per loop turn (NULL: none). */
+    etcd_kvs *read_kvs;
+    size_t read_next;       /* its next key */
+    size_t read_slices;
+    int64_t read_t0, read_longest_ms;
     struct ipvsd_metrics *metrics; /* --metrics-listen; NULL when off */
     /* Ops that keep failing (ipvsd_opfail.c), and the pass stamps that tell a retried one
      * from one no longer attempted. */
@@ -117,6 +122,10 @@ void ipvsd_opfail_clear(ipvsd *d);
 /* A full pass gives the loop back after this long, stepping this many services at a time. */
 #define FULL_SLICE_MS 20
 #define FULL_STEP_SERVICES 32
+/* An etcd read is applied READ_STEP_KEYS keys at a time, for up to FULL_SLICE_MS and at most
+ * -read-slice-keys (default READ_SLICE_KEYS) keys per loop turn. */
+#define READ_STEP_KEYS 256
+#define READ_SLICE_KEYS 2000
 /* After a full pass with failed ops, the next one waits this long. */
 #define FULL_RETRY_FAILED_MS 2000
 /* While dests drain, their connections are checked this often. */
@@ -140,8 +149,13 @@ int ipvsd_etcd_start(ipvsd *d, etcd_client *etcd);
 /* Free the watch, the lease and the worker with the client; never waits for etcd. */
 void ipvsd_etcd_stop(ipvsd *d);
 /* Ask the worker for a read of the whole prefix (unless one is in flight); its result is
- * applied, followed by a full pass and the watch from its revision + 1. */
+ * applied a slice per loop turn, then followed by a full pass and the watch from its
+ * revision + 1. */
 void ipvsd_etcd_load(ipvsd *d);
+/* True while an etcd read is being applied (a slice per loop turn; passes wait for it). */
+bool ipvsd_etcd_applying(const ipvsd *d);
+/* Apply the next slice of that read; after its last key, a full pass and the watch begin. */
+void ipvsd_etcd_read_slice(ipvsd *d);
 /* Handle the worker's eventfd: apply finished reads, take back the advertised lease. */
 void ipvsd_etcd_worker_ready(ipvsd *d);
 /* The retry timer fired: read again, re-add fds to epoll, advertise, as still needed. */

@@ -3,7 +3,10 @@
  * route this host advertises into etcd under a lease. The reading itself is cfgsource/ (shared
  * with clusterfctl); this file adds the logging, the watches and the daemon's reactions.
  * Every blocking etcd call (the read, the lease, the put) is a job of the etcd worker
- * (ipvsd_etcd_worker.c): the loop submits it and applies the result, never waiting for etcd. */
+ * (ipvsd_etcd_worker.c): the loop submits it and applies the result, never waiting for etcd.
+ * A read's result (the whole prefix: 110,000 keys at 10,000 services) is applied to the store
+ * a slice per loop turn, like a full pass, so a signal or an event never waits behind it;
+ * passes wait for its last key, and a newer read replaces one still being applied. */
 #include "ipvsd/ipvsd_int.h"
 
 #include "cfgsource/cfgsource.h"
@@ -66,6 +69,8 @@ void ipvsd_etcd_stop(ipvsd *d)
     etcd_watch_free(d->watch);
     etcd_lease_free(d->lease);
     ipvsd_worker_free(d->worker);
+    etcd_kvs_free(d->read_kvs);
+    d->read_kvs = NULL;
     d->watch = NULL;
     d->lease = NULL;
     d->worker = NULL;
@@ -97,7 +102,53 @@ static void watch_from(ipvsd *d, int64_t rev)
     d->watch_added = add_fd(d, etcd_watch_fd(d->watch), "etcd-watch");
 }
 
-/* A READ came back: apply it to the store, run a full pass and watch from its revision + 1. */
+bool ipvsd_etcd_applying(const ipvsd *d)
+{
+    return d->read_kvs != NULL;
+}
+
+/* The last key of the read is applied: log it, run a full pass and watch from its
+ * revision + 1. */
+static void read_applied(ipvsd *d)
+{
+    int64_t rev = d->read_kvs->revision;
+    log_info("msg=\"etcd read\" prefix=%s keys=%zu revision=%lld invalid=%zu slices=%zu"
+             " longest_slice_ms=%lld apply_ms=%lld", d->o->prefix, d->read_kvs->n,
+             (long long)rev, config_store_invalid_count(d->cfg), d->read_slices,
+             (long long)d->read_longest_ms, (long long)(clock_now_ms() - d->read_t0));
+    etcd_kvs_free(d->read_kvs);
+    d->read_kvs = NULL;
+    backoff_reset(&d->retry);
+    d->loaded = true;
+    ipvsd_pass_full(d, d->watch ? "compaction" : "start");
+    watch_from(d, rev + 1);
+}
+
+void ipvsd_etcd_read_slice(ipvsd *d)
+{
+    size_t max = d->o->read_slice_keys > 0 ? (size_t)d->o->read_slice_keys : READ_SLICE_KEYS;
+    size_t end = d->read_next + max;
+    int64_t t0 = clock_now_ms(), now = t0;
+    int rc = 1;
+    while (rc > 0 && d->read_next < end && now - t0 < FULL_SLICE_MS) {
+        size_t step = end - d->read_next < READ_STEP_KEYS ? end - d->read_next : READ_STEP_KEYS;
+        rc = cfgsource_apply_etcd_part(d->cfg, d->o->prefix, d->read_kvs, &d->read_next, step,
+                                       on_key, d);
+        now = clock_now_ms();
+    }
+    d->read_slices++;
+    if (now - t0 > d->read_longest_ms)
+        d->read_longest_ms = now - t0;
+    log_debug("msg=\"etcd read slice\" applied=%zu keys=%zu slice_ms=%lld", d->read_next,
+              d->read_kvs->n, (long long)(now - t0));
+    if (rc == -ENOMEM)
+        log_error("msg=\"out of memory while reading etcd\" prefix=%s", d->o->prefix);
+    if (rc <= 0)
+        read_applied(d);
+}
+
+/* A READ came back: keep it, to apply a slice per loop turn (the first one now); a read that
+ * was still being applied gives way to it. */
 static void read_done(ipvsd *d, ipvsd_job *job)
 {
     if (job->rc < 0) {
@@ -107,18 +158,20 @@ static void read_done(ipvsd *d, ipvsd_job *job)
         retry_later(d);
         return;
     }
-    if (cfgsource_apply_etcd_range(d->cfg, d->o->prefix, job->kvs, on_key, d) == -ENOMEM)
-        log_error("msg=\"out of memory while reading etcd\" prefix=%s", d->o->prefix);
-    int64_t rev = job->kvs->revision;
-    log_info("msg=\"etcd read\" prefix=%s keys=%zu revision=%lld invalid=%zu", d->o->prefix,
-             job->kvs->n, (long long)rev, config_store_invalid_count(d->cfg));
-    etcd_kvs_free(job->kvs);
+    if (d->read_kvs) {
+        log_warn("msg=\"etcd read again while the last one was being applied; applying the new one\""
+                 " applied=%zu keys=%zu", d->read_next, d->read_kvs->n);
+        etcd_kvs_free(d->read_kvs);
+    }
+    d->read_kvs = job->kvs;
     job->kvs = NULL;
-    backoff_reset(&d->retry);
-    d->loaded = true;
+    d->read_next = d->read_slices = 0;
+    d->read_t0 = clock_now_ms();
+    d->read_longest_ms = 0;
     d->reread = false;
-    ipvsd_pass_full(d, d->watch ? "compaction" : "start");
-    watch_from(d, rev + 1);
+    log_info("msg=\"etcd read received; applying it between events\" prefix=%s keys=%zu revision=%lld",
+             d->o->prefix, d->read_kvs->n, (long long)d->read_kvs->revision);
+    ipvsd_etcd_read_slice(d);
 }
 
 void ipvsd_etcd_watch_ready(ipvsd *d)
@@ -214,7 +267,7 @@ void ipvsd_etcd_worker_ready(ipvsd *d)
 
 void ipvsd_etcd_retry(ipvsd *d)
 {
-    if (!d->loaded || d->reread)
+    if ((!d->loaded || d->reread) && !ipvsd_etcd_applying(d))
         ipvsd_etcd_load(d);
     if (d->watch && !d->watch_added)
         d->watch_added = add_fd(d, etcd_watch_fd(d->watch), "etcd-watch");

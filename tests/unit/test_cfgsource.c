@@ -2,8 +2,10 @@
  * files become LOCAL keys, directories are reported (for inotify), dot files are skipped, a
  * rescan drops removed files, a missing root drops every local key and says -ENOTDIR; a file
  * or directory that is there but cannot be read (a FIFO, EIO, EMFILE) keeps its keys and is
- * reported, while one really gone beside it is still dropped. The etcd
- * half is exercised against a real etcd by tests/integration/test_clusterfctl.c. */
+ * reported, while one really gone beside it is still dropped. A Range result applied a part at
+ * a time (cfgsource_apply_etcd_part) is one sync: a key gone from etcd is dropped only after
+ * the last part. The etcd reads themselves are exercised against a real etcd by
+ * tests/integration/test_clusterfctl.c and test_ipvsd_read_slices.c. */
 #include "check.h"
 #include "cfgsource/cfgsource.h"
 
@@ -314,10 +316,68 @@ static void test_gone_directory_dropped(void)
     remove_root();
 }
 
+/* cfgsource callback of the etcd tests: count keys and sync ends. */
+static void on_etcd_key(const config_event *ev, const config_result *res, void *ctx)
+{
+    struct seen *s = ctx;
+    (void)res;
+    if (!ev) {
+        s->ends++;
+        return;
+    }
+    CHECK_INT(ev->source, CONFIG_SOURCE_ETCD);
+    s->keys++;
+}
+
+/* An etcd_kv of key = value (both NUL-terminated strings that outlive it). */
+static etcd_kv kv_of(const char *key, const char *value)
+{
+    return (etcd_kv){(const uint8_t *)key, strlen(key), (const uint8_t *)value, strlen(value),
+                     1, 7, 1, 0};
+}
+
+static void test_etcd_in_parts(void)
+{
+    config_store *cfg = config_store_new(NULL);
+    struct seen s = {0};
+    etcd_kv old = kv_of("/c/services/old/frontend", "{\"ipv4\":\"10.0.0.9\",\"tcp\":80}");
+    CHECK_INT(cfgsource_apply_etcd(cfg, "/c", false, &old, NULL, NULL), 0);
+    etcd_kv kv[] = {
+        kv_of("/c/services/web/backends/a", "{\"ipv4\":\"10.1.0.1\",\"tcp\":80}"),
+        kv_of("/c/services/web/backends/b", "{\"ipv4\":\"10.1.0.2\",\"tcp\":80}"),
+        kv_of("/c/services/web/frontend", "{\"ipv4\":\"10.0.0.1\",\"tcp\":80}"),
+        kv_of("/other/services/x/frontend", "{\"ipv4\":\"10.0.0.2\",\"tcp\":80}"),
+        kv_of("/c/routes/r", "{\"Prefix4\":\"10.1.0.0/16\"}"),
+    };
+    etcd_kvs kvs = {kv, sizeof kv / sizeof kv[0], 7, NULL};
+    size_t next = 0;
+    CHECK_INT(cfgsource_apply_etcd_part(cfg, "/c", &kvs, &next, 2, on_etcd_key, &s), 1);
+    CHECK_INT(next, 2);
+    CHECK_INT(entries(cfg), 3); /* the old key stays until the sync ends */
+    CHECK_INT(cfgsource_apply_etcd_part(cfg, "/c", &kvs, &next, 2, on_etcd_key, &s), 1);
+    CHECK_INT(next, 4);
+    CHECK_INT(s.ends, 0);
+    CHECK_INT(cfgsource_apply_etcd_part(cfg, "/c", &kvs, &next, 2, on_etcd_key, &s), 0);
+    CHECK_INT(next, 5);
+    CHECK_INT(s.ends, 1);
+    CHECK_INT(s.keys, 4); /* the key outside the prefix is ignored */
+    CHECK_INT(entries(cfg), 4);
+    /* the whole range at once ends the same way; an empty one drops every etcd key */
+    CHECK_INT(cfgsource_apply_etcd_range(cfg, "/c", &kvs, NULL, NULL), 0);
+    CHECK_INT(entries(cfg), 4);
+    etcd_kvs none = {NULL, 0, 8, NULL};
+    next = 0;
+    CHECK_INT(cfgsource_apply_etcd_part(cfg, "/c", &none, &next, 2, on_etcd_key, &s), 0);
+    CHECK_INT(s.ends, 2);
+    CHECK_INT(entries(cfg), 0);
+    config_store_free(cfg);
+}
+
 int main(int argc, char **argv)
 {
     check_init(argc, argv);
     check_run("local_tree", test_local_tree);
+    check_run("etcd_in_parts", test_etcd_in_parts);
     check_run("unreadable_file_kept", test_unreadable_file_kept);
     check_run("emfile_keeps_keys", test_emfile_keeps_keys);
     check_run("gone_directory_dropped", test_gone_directory_dropped);
