@@ -128,7 +128,8 @@ fuzz: $(FUZZERS)
 # short version runs in `make test` -- vm/test_soak (10k changes, 20 etcd kill -9, compaction,
 # drift; hours of emulated time), docker/test_docker_faults (50 kill -9 of clusterf-docker and
 # of clusterfctl register), integration/test_member_faults (10 rounds of 3-member kills and
-# SIGSTOPs) -- then every fuzzer for SOAK_FUZZ_RUNS executions or SOAK_FUZZ_SECONDS, whichever
+# SIGSTOPs), integration/test_ipvsd_read_slices (110k keys applied in slices, signals between), -- then every
+# fuzzer for SOAK_FUZZ_RUNS executions or SOAK_FUZZ_SECONDS, whichever
 # ends first. fuzz_parse does 10M in ~25 min here. fuzz_store recomputes the whole table after
 # each event and compares it with the incremental one in one pass (it used to print and compare
 # one text dump per service through a memory stream: ~480 exec/s). On the same inputs that is
@@ -138,7 +139,8 @@ fuzz: $(FUZZERS)
 # 450-780 exec/s of wall time (2.64M in 56 min): SOAK_FUZZ_SECONDS=0 makes sure of 10M there.
 SOAK_FUZZ_RUNS    ?= 10000000
 SOAK_FUZZ_SECONDS ?= 3600
-SOAK_SUITES       := vm/test_soak docker/test_docker_faults integration/test_member_faults
+SOAK_SUITES       := vm/test_soak docker/test_docker_faults integration/test_member_faults \
+                     integration/test_ipvsd_read_slices
 soak: tests $(FUZZERS)
 	CLUSTERF_SOAK=1 BUILD=$(BUILD) CLUSTERF_SUITE_TIMEOUT_test_soak_sh=30000 \
 	  CLUSTERF_SUITE_TIMEOUT_test_docker_faults=3600 CLUSTERF_SUITE_TIMEOUT_test_member_faults=3600 \
