@@ -77,6 +77,7 @@ test: tests
 ASAN_RUN_OPTIONS := detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=0
 asan:
 	CLUSTERF_SANITIZER_REPORTS=$(CURDIR)/build-asan/sanitizer ASAN_OPTIONS=$(ASAN_RUN_OPTIONS) \
+	CLUSTERF_SUITE_TIMEOUT_test_frontends_sh=3000 \
 	UBSAN_OPTIONS=print_stacktrace=1 $(MAKE) BUILD=build-asan OPT="-O1 -g" \
 	  SAN="-fsanitize=address,undefined -static-libubsan -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 

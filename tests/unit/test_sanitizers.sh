@@ -21,13 +21,22 @@ SAN="-O1 -g -fsanitize=address,undefined -static-libubsan -fno-omit-frame-pointe
 tmp=$(mktemp -d /tmp/cf-sanitizers.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 unset ASAN_OPTIONS UBSAN_OPTIONS CLUSTERF_SANITIZER_DIR CLUSTERF_SANITIZER_REPORTS CLUSTERF_SUITE_WRAPPER
+# The runs below use their own tree's build/ (under `make asan` BUILD is build-asan).
+export BUILD_NESTED=build
 
 # --- valgrind memcheck (tests/memcheck/vg)
 if ! command -v valgrind > /dev/null; then
     bad "valgrind is installed (scripts/install-deps)"; finish
 fi
 mkdir -p "$tmp/vg"
-CLUSTERF_SANITIZER_DIR=$tmp/vg tests/memcheck/vg "$BUILD/tests/unit/test_common" > "$tmp/vg.out" 2>&1
+# valgrind cannot run an ASan binary: under `make asan` a plain build of a clean program stands in.
+clean_prog=$BUILD/tests/unit/test_common
+if grep -q __asan_init "$clean_prog" 2>/dev/null; then
+    printf '#include <stdlib.h>\nint main(void) { free(malloc(10)); return 0; }\n' > "$tmp/test_common.c"
+    cc -g -o "$tmp/test_common" "$tmp/test_common.c"
+    clean_prog=$tmp/test_common
+fi
+CLUSTERF_SANITIZER_DIR=$tmp/vg tests/memcheck/vg "$clean_prog" > "$tmp/vg.out" 2>&1
 check "test_common under valgrind exits 0" test $? = 0
 check "... its log says 0 errors" grep -q 'ERROR SUMMARY: 0 errors' "$tmp"/vg/test_common.*.vg
 
@@ -101,7 +110,7 @@ printf '#!/usr/bin/env bash\n(%s/ub; true) & wait\necho "test_d_daemon: 1 passed
 chmod +x "$tree/tests/unit/test_d_daemon.sh"
 out=$tmp/out
 CLUSTERF_TESTS_ROOT=$tree CLUSTERF_SANITIZER_REPORTS=$tmp/reports ASAN_OPTIONS=detect_leaks=1 \
-    "$repo/scripts/run-tests" test_d_ test_e_ test_f_ > "$out" 2>&1
+    BUILD=$BUILD_NESTED "$repo/scripts/run-tests" test_d_ test_e_ test_f_ > "$out" 2>&1
 rc=$?
 sed 's/^/    | /' "$out"
 check "a daemon's UBSan report fails its suite" \
@@ -114,7 +123,7 @@ check "a clean sanitized suite passes" grep -qE '^--- unit/test_f_clean: 1 passe
 check "the run fails" test $rc = 1
 
 CLUSTERF_TESTS_ROOT=$tree CLUSTERF_SANITIZER_REPORTS=$tmp/reports \
-    CLUSTERF_SUITE_WRAPPER="$repo/tests/memcheck/vg" "$repo/scripts/run-tests" test_g_ > "$out" 2>&1
+    CLUSTERF_SUITE_WRAPPER="$repo/tests/memcheck/vg" BUILD=$BUILD_NESTED "$repo/scripts/run-tests" test_g_ > "$out" 2>&1
 rc=$?
 sed 's/^/    | /' "$out"
 check "a suite with a definite leak under CLUSTERF_SUITE_WRAPPER=vg fails" \
@@ -147,7 +156,7 @@ kill -9 \$!; wait \$!
 echo "test_h_killed: 1 passed, 0 failed, 0 skipped"
 SH
 chmod +x "$tree/tests/unit/test_h_killed.sh"
-CLUSTERF_TESTS_ROOT=$tree CLUSTERF_SANITIZER_REPORTS=$tmp/reports "$repo/scripts/run-tests" test_h_ \
+CLUSTERF_TESTS_ROOT=$tree CLUSTERF_SANITIZER_REPORTS=$tmp/reports BUILD=$BUILD_NESTED "$repo/scripts/run-tests" test_h_ \
     > "$out" 2>&1
 rc=$?
 sed 's/^/    | /' "$out"

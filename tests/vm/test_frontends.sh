@@ -10,6 +10,9 @@
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
 changes=${CLUSTERF_FRONTENDS_CHANGES:-200}
+# Three sanitized daemons under TCG take about twice as long (`make asan` gives the suite 3000 s).
+slow=1
+grep -q __asan_init "$BUILD/clusterf-ipvs" 2>/dev/null && slow=2
 exec tests/vm/run-guest test_frontends tests/vm/guest_frontends.sh \
-    --mem 2048 --timeout $((600 + 3 * changes)) \
+    --mem 2048 --timeout $(((600 + 3 * changes) * slow)) \
     --add "$BUILD/clusterf-ipvs:/usr/bin/clusterf-ipvs" -- "$@"
