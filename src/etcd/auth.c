@@ -68,6 +68,7 @@ int etcd_auth_wait(etcd_client *c, uint64_t seen_gen, int64_t deadline_ms, etcd_
     deadline_ts(deadline_ms, &ts);
     pthread_mutex_lock(&c->mu);
     want_locked(c, seen_gen);
+    etcd_client_kick_locked(c);
     const etcd_error *last = &c->auth.last_err;
     uint64_t fails0 = c->auth.fails, fails = fails0;
     bool timed_out = false;

@@ -25,6 +25,18 @@ struct etcd_stream_tag {
     int kind;
 };
 #define ETCD_TAG_AUTH (-1)
+#define ETCD_TAG_KICK (-2)
+
+/* A wake-up of the client thread from another thread (client.c): gRPC's C core has no way to
+ * post to a completion queue, so a call that never sends anything is started and cancelled at
+ * once; its cancelled status is the wake-up. One at a time. */
+struct etcd_kick {
+    grpc_call *call;              /* in flight, or NULL (under c->mu) */
+    struct etcd_stream_tag tag;
+    grpc_metadata_array trail_md;
+    grpc_status_code status;
+    grpc_slice details;
+};
 
 /* The one Authenticate call of a client, run on the client thread (auth.c). */
 struct etcd_auth {
@@ -63,6 +75,7 @@ struct etcd_client {
     struct etcd_watch *watches; /* every live watch (linked by next) */
     struct etcd_lease *leases;
     struct etcd_auth auth;
+    struct etcd_kick kick;
 };
 
 /* ---- client.c ---- */
@@ -71,6 +84,12 @@ void etcd_err_set(etcd_error *err, int code, const char *endpoint, const char *f
 int etcd_errno_of(int grpc_code);
 /* Current endpoint index and a copy of the token (caller frees). */
 size_t etcd_client_pick(etcd_client *c, char **token, uint64_t *token_gen);
+/* Any thread but the client thread, after changing what it asks of the client thread under
+ * c->mu (a new or freed watch or lease, a restart, a token wanted, stopping): wake it now. The
+ * thread otherwise sleeps until its next timer (at most CLIENT_IDLE_WAKE_MS). */
+void etcd_client_kick(etcd_client *c);
+/* The same with c->mu held. */
+void etcd_client_kick_locked(etcd_client *c);
 /* Move to the next endpoint unless someone already moved away from `from`. */
 void etcd_client_rotate(etcd_client *c, size_t from);
 /* A stream found endpoint ep silent (a hung member): remember when, and rotate away from it.

@@ -245,6 +245,7 @@ int etcd_lease_new(etcd_client *c, int64_t ttl_s, etcd_lease **out, etcd_error *
     pthread_mutex_lock(&c->mu);
     l->next = c->leases;
     c->leases = l;
+    etcd_client_kick_locked(c);  /* start its keep-alives now */
     pthread_mutex_unlock(&c->mu);
     *out = l;
     return 0;
@@ -319,6 +320,7 @@ int etcd_lease_regrant(etcd_lease *l, etcd_error *err)
     if (read(l->efd, &v, sizeof v) < 0) {
         /* EAGAIN: not signalled */
     }
+    etcd_client_kick_locked(l->c);
     pthread_mutex_unlock(&l->c->mu);
     return 0;
 }

@@ -415,6 +415,7 @@ int etcd_watch_new(etcd_client *c, const void *prefix, size_t prefix_len,
     pthread_mutex_lock(&c->mu);
     w->next = c->watches;
     c->watches = w;
+    etcd_client_kick_locked(c);  /* open it now */
     pthread_mutex_unlock(&c->mu);
     *out = w;
     return 0;
@@ -463,6 +464,7 @@ int etcd_watch_restart(etcd_watch *w, int64_t start_revision)
     etcd_watch_batch *old = w->q;
     w->q = NULL;
     w->q_bytes = 0;
+    etcd_client_kick_locked(w->c);
     pthread_mutex_unlock(&w->c->mu);
     etcd_watch_batch_free(old);  /* outside the lock the client thread takes */
     return 0;

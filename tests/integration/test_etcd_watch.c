@@ -1,6 +1,7 @@
 /* test_etcd_watch.c -- the etcd client's watch against a real etcd: a put and a delete, a
  * burst of 10k puts in revision order, kill -9 + restart of etcd on the same data dir with
- * writes before, during and after (nothing lost, nothing twice), and compaction notices. */
+ * writes before, during and after (nothing lost, nothing twice), compaction notices, and the
+ * client thread woken by a request rather than by its idle timer. */
 #include "check.h"
 #include "etcd_collect.h"
 #include "etcd_harness.h"
@@ -238,6 +239,34 @@ static void test_fragment(void)
     free(val);
 }
 
+/* The client thread is woken when asked something (etcd_client_kick), not at its next idle
+ * wake-up (a second): 20 watches each opened, given an event and freed one after the other
+ * take well under the 20 s those wake-ups alone would cost. */
+static void test_wakes_on_request(void)
+{
+    if (!need_etcd())
+        return;
+    enum { ROUNDS = 20, CAP_MS = 8000 };
+    etcd_error err = {0};
+    int64_t t0 = clock_now_ms();
+    int got = 0;
+    for (int i = 0; i < ROUNDS; i++) {
+        int64_t rev = head_revision();
+        etcd_watch *w = NULL;
+        if (etcd_watch_new(C, "/wk/", 4, rev + 1, &w, &err) < 0)
+            break;
+        etcd_put(C, "/wk/a", 5, "v", 1, 0, NULL, &err);
+        etcd_collect col = {0};
+        got += etcd_collect_until(w, &col, 1, 5000) == 1;
+        etcd_collect_free(&col);
+        etcd_watch_free(w);
+    }
+    int64_t ms = clock_now_ms() - t0;
+    printf("  %d rounds of watch, event, free: %lld ms\n", ROUNDS, (long long)ms);
+    CHECK_INT(got, ROUNDS);
+    CHECK(ms < CAP_MS);
+}
+
 int main(int argc, char **argv)
 {
     check_init(argc, argv);
@@ -254,6 +283,7 @@ int main(int argc, char **argv)
     check_run("burst_10k", test_burst_10k);
     check_run("compaction", test_compaction);
     check_run("fragment", test_fragment);
+    check_run("wakes_on_request", test_wakes_on_request);
     check_run("kill9_restart", test_kill9_restart);
     etcd_client_free(C);
     if (H.dir[0])
