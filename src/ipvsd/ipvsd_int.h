@@ -172,11 +172,44 @@ int ipvsd_local_init(ipvsd *d);
 void ipvsd_local_changed(ipvsd *d);
 void ipvsd_local_rescan(ipvsd *d);
 
+/* ipvsd_stats.c: the kernel's IPVS counters for /metrics, dumped and rendered on a thread of
+ * their own (the loop only hands over the owned services' labels). */
+typedef struct ipvsd_stats ipvsd_stats;
+/* An owned IPVS service: key is its ipvs_service_str(), labels its series' label string. */
+typedef struct ipvsd_stats_owned {
+    char *key, *labels;
+} ipvsd_stats_owned;
+/* What a collection gave: the rendered families (text, or NULL with error set), the owned
+ * services and their dests found in the kernel, and how long it took. */
+typedef struct ipvsd_stats_result {
+    char *text;
+    size_t len, services, dests;
+    int64_t us;
+    char error[300];
+} ipvsd_stats_result;
+/* Start the thread. NULL when out of memory or threads. */
+ipvsd_stats *ipvsd_stats_new(void);
+/* Readable when a collection is done (ipvsd_stats_take). */
+int ipvsd_stats_fd(const ipvsd_stats *s);
+/* True while a collection runs. */
+bool ipvsd_stats_busy(ipvsd_stats *s);
+/* Start a collection of the owned services (array of n_owned, taken over) from table (taken
+ * over: a dump the loop made of the dry run's stand-in), or from the kernel when table is
+ * NULL; dests: also the per-destination series. 0, -EBUSY (one runs) or -ENOMEM. */
+int ipvsd_stats_submit(ipvsd_stats *s, ipvsd_stats_owned *owned, size_t n_owned,
+                       struct ipvs_table *table, bool dests);
+/* The finished collection (caller frees), or NULL. */
+ipvsd_stats_result *ipvsd_stats_take(ipvsd_stats *s);
+void ipvsd_stats_result_free(ipvsd_stats_result *r);
+/* Stop the thread; one in the middle of a dump is left to end on its own. NULL: no-op. */
+void ipvsd_stats_free(ipvsd_stats *s);
+
 /* ipvsd_metrics.c: --metrics-listen. Every hook is a no-op while metrics are off. */
 /* Start the HTTP server and the publish timer. 0 or -1 (logged). */
 int ipvsd_metrics_start(ipvsd *d);
 void ipvsd_metrics_stop(ipvsd *d);
-/* True when fd is the metrics timer (then handled: probe etcd, dump stats, publish). */
+/* True when fd is the metrics timer (then handled: probe etcd, ask for the kernel's
+ * counters, publish) or the stats thread's (its counters published). */
 bool ipvsd_metrics_fd_ready(ipvsd *d, int fd);
 /* A pass ended: kind "full", "incremental", "drain" or "flush". */
 void ipvsd_metrics_pass(ipvsd *d, const char *kind, const reconcile_result *res, int64_t ms);

@@ -1,11 +1,12 @@
 /* ipvsd_metrics.c -- clusterf-ipvs's --metrics-listen. Counts passes, kernel ops, drift
  * repairs and state-file writes from the loop's reconcile results, and once a second (a
- * timerfd on the loop) probes etcd through the worker, refreshes the gauges, dumps the
- * kernel's IPVS counters (only after a scrape, at most every --metrics-kernel-interval: an
- * unscraped daemon never dumps its table for them), renders the registry (again only when
- * scraped since the last render) and publishes the text and the readiness to the HTTP
- * server (metrics/). The server's thread
- * only ever sees what was published, so a slow scraper never holds up a reconcile. */
+ * timerfd on the loop) probes etcd through the worker, refreshes the gauges, asks the stats
+ * thread (ipvsd_stats.c) for the kernel's IPVS counters (only after a scrape, at most every
+ * --metrics-kernel-interval: an unscraped daemon never dumps its table for them), renders
+ * the registry (again only when scraped since the last render) and publishes the text and
+ * the readiness to the HTTP server (metrics/), which serves the stats thread's text after
+ * it. The server's thread only ever sees what was published, so a slow scraper never holds
+ * up a reconcile, and a large table's counters never hold up the loop. */
 #include "ipvsd/ipvsd_int.h"
 
 #include "common/log.h"
@@ -32,7 +33,8 @@ struct ipvsd_metrics {
     bool etcd_up, etcd_was_up;
     bool full_done;           /* a full pass completed without error */
     char last_fail[200];      /* why the last pass failed; "" when it succeeded */
-    int64_t stats_ms;         /* last kernel stats dump; 0 = none yet */
+    ipvsd_stats *stats;       /* the thread that dumps and renders the kernel's counters */
+    int64_t stats_ms;         /* last kernel stats dump asked for; 0 = none yet */
     uint64_t stats_scrapes;   /* scrapes of /metrics as of that dump */
     uint64_t render_scrapes;  /* scrapes of /metrics as of the last render */
     bool rendered;            /* a text was published */
@@ -60,13 +62,6 @@ static const struct { const char *name; enum metrics_type type; const char *help
     {"clusterf_etcd_lease_ttl_seconds", METRICS_GAUGE, "TTL etcd granted the advertised route's lease (0: none held)."},
     {"clusterf_route_advertised", METRICS_GAUGE, "1 while the advertised route is in etcd under a live lease."},
     {"clusterf_state_file_writes_total", METRICS_COUNTER, "Writes of the owned-services state file seen after passes."},
-    {"clusterf_ipvs_service_connections_total", METRICS_COUNTER, "Connections the kernel scheduled for the service."},
-    {"clusterf_ipvs_service_packets_total", METRICS_COUNTER, "Packets of the service by direction."},
-    {"clusterf_ipvs_service_bytes_total", METRICS_COUNTER, "Bytes of the service by direction."},
-    {"clusterf_ipvs_destination_connections_total", METRICS_COUNTER, "Connections the kernel scheduled to the destination."},
-    {"clusterf_ipvs_destination_active_connections", METRICS_GAUGE, "Active connections of the destination."},
-    {"clusterf_ipvs_destination_packets_total", METRICS_COUNTER, "Packets of the destination by direction."},
-    {"clusterf_ipvs_destination_bytes_total", METRICS_COUNTER, "Bytes of the destination by direction."},
 };
 
 /* etcd counts as away when not reached for this long. */
@@ -110,6 +105,10 @@ int ipvsd_metrics_start(ipvsd *d)
         snprintf(err, sizeof err, "timer: %s", strerror(errno));
         goto fail;
     }
+    if (!(m->stats = ipvsd_stats_new()) || ipvsd_watch_fd(d, ipvsd_stats_fd(m->stats)) < 0) {
+        snprintf(err, sizeof err, "kernel counters thread: %s", strerror(errno));
+        goto fail;
+    }
     state_mtime(d, &m->state_mtime);
     d->metrics = m;
     log_info("msg=\"serving metrics\" listen=%s port=%d", d->o->metrics_listen,
@@ -118,6 +117,7 @@ int ipvsd_metrics_start(ipvsd *d)
 fail:
     log_error("msg=\"cannot serve metrics\" listen=%s error=\"%s\"", d->o->metrics_listen, err);
     if (m) {
+        ipvsd_stats_free(m->stats);
         metrics_server_free(m->srv);
         metrics_registry_free(m->reg);
         if (m->timer_fd > 0)
@@ -132,6 +132,7 @@ void ipvsd_metrics_stop(ipvsd *d)
     struct ipvsd_metrics *m = d->metrics;
     if (!m)
         return;
+    ipvsd_stats_free(m->stats);
     metrics_server_free(m->srv);
     metrics_registry_free(m->reg);
     close(m->timer_fd);
@@ -266,62 +267,76 @@ static void service_labels(ipvsd *d, const struct ipvs_service *svc, char *l, si
     metrics_label(l, size, "vip", space ? space + 1 : "");
 }
 
-/* Set fam_connections_total, fam_packets_total and fam_bytes_total{direction} from st. */
-static void put_stats(metrics_registry *reg, const char *fam, const char *labels,
-                      const struct ipvs_stats *st)
+/* The owned set as the stats thread needs it: each service's key and labels. */
+struct owned_list {
+    ipvsd *d;
+    ipvsd_stats_owned *v;
+    size_t n, cap;
+};
+
+static int add_owned(const struct ipvs_service *svc, void *ctx)
 {
-    char name[80], l[600];
-    snprintf(name, sizeof name, "clusterf_ipvs_%s_connections_total", fam);
-    metrics_set(reg, name, labels, (double)st->conns);
-    for (int out = 0; out < 2; out++) {
-        snprintf(l, sizeof l, "%s", labels);
-        metrics_label(l, sizeof l, "direction", out ? "out" : "in");
-        snprintf(name, sizeof name, "clusterf_ipvs_%s_packets_total", fam);
-        metrics_set(reg, name, l, (double)(out ? st->outpkts : st->inpkts));
-        snprintf(name, sizeof name, "clusterf_ipvs_%s_bytes_total", fam);
-        metrics_set(reg, name, l, (double)(out ? st->outbytes : st->inbytes));
+    struct owned_list *o = ctx;
+    char key[96], l[600];
+    if (o->n == o->cap) {
+        size_t cap = o->cap ? o->cap * 2 : 256;
+        ipvsd_stats_owned *v = realloc(o->v, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        o->v = v, o->cap = cap;
     }
+    service_labels(o->d, svc, l, sizeof l);
+    ipvsd_stats_owned *e = &o->v[o->n];
+    e->key = strdup(ipvs_service_str(svc, key, sizeof key));
+    e->labels = strdup(l);
+    o->n++;
+    return e->key && e->labels ? 0 : -ENOMEM;
 }
 
-static void clear_stats(metrics_registry *reg)
-{
-    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
-        if (strncmp(families[i].name, "clusterf_ipvs_", 14) == 0)
-            metrics_clear(reg, families[i].name);
-}
-
-/* Dump the kernel (counters included) and refresh the per-service and per-destination
- * series of the services clusterf owns. */
+/* Ask the stats thread for the kernel's counters of the services clusterf owns. The loop's
+ * part is O(owned services): their labels, which only it can name. */
 static void kernel_stats(ipvsd *d, struct ipvsd_metrics *m)
 {
+    struct owned_list o = {.d = d};
     struct ipvs_table *t = NULL;
     struct ipvs_err err = {0};
-    if (d->kernel.dump(d->kernel.self, &t, &err) < 0) {
+    int rc = reconcile_foreach_owned(d->rec, add_owned, &o);
+    /* the dry run's stand-in lives in the loop's memory: the loop dumps it (no syscalls) */
+    if (rc == 0 && d->dry_fake && d->kernel.dump(d->kernel.self, &t, &err) < 0) {
         log_warn("msg=\"cannot dump the kernel's counters for metrics\" error=\"%s\"", err.msg);
-        return;
+        rc = -EIO;
     }
-    clear_stats(m->reg);
-    size_t dests = 0;
-    for (size_t i = 0; i < t->n; i++) {
-        const struct ipvs_entry *e = &t->entries[i];
-        if (!reconcile_owns(d->rec, &e->svc))
-            continue;
-        char l[600], dl[700], dst[96];
-        service_labels(d, &e->svc, l, sizeof l);
-        put_stats(m->reg, "service", l, &e->svc.stats);
-        dests += e->n_dests;
-        for (size_t j = 0; d->o->metrics_dests && j < e->n_dests; j++) {
-            snprintf(dl, sizeof dl, "%s", l);
-            metrics_label(dl, sizeof dl, "destination", ipvs_dest_str(&e->svc, &e->dests[j], dst, sizeof dst));
-            put_stats(m->reg, "destination", dl, &e->dests[j].stats);
-            metrics_set(m->reg, "clusterf_ipvs_destination_active_connections", dl,
-                        (double)e->dests[j].active_conns);
-        }
+    if (rc == 0) {
+        rc = ipvsd_stats_submit(m->stats, o.v, o.n, t, d->o->metrics_dests);
+        o.v = NULL, o.n = 0, t = NULL; /* taken over */
     }
-    metrics_set(m->reg, "clusterf_destinations_managed", "", (double)dests);
-    log_debug("msg=\"kernel counters dumped for metrics\" services=%zu destinations=%zu", t->n,
-              dests);
+    if (rc == -ENOMEM)
+        log_warn("msg=\"cannot dump the kernel's counters for metrics\" error=\"out of memory\"");
+    for (size_t i = 0; i < o.n; i++) {
+        free(o.v[i].key);
+        free(o.v[i].labels);
+    }
+    free(o.v);
     ipvs_table_free(t);
+}
+
+/* The stats thread is done: publish its text after the registry's. */
+static void kernel_stats_done(struct ipvsd_metrics *m)
+{
+    ipvsd_stats_result *r = ipvsd_stats_take(m->stats);
+    if (!r)
+        return;
+    if (r->text) {
+        metrics_set(m->reg, "clusterf_destinations_managed", "", (double)r->dests);
+        log_debug("msg=\"kernel counters dumped for metrics\" services=%zu destinations=%zu"
+                  " bytes=%zu ms=%.1f", r->services, r->dests, r->len, (double)r->us / 1000);
+        metrics_server_publish_tail(m->srv, r->text, r->len);
+        r->text = NULL;
+        m->rendered = false; /* the gauge above: render the registry again at the next tick */
+    } else {
+        log_warn("msg=\"cannot dump the kernel's counters for metrics\" error=\"%s\"", r->error);
+    }
+    ipvsd_stats_result_free(r);
 }
 
 static int count_invalid(const config_entry *e, void *ctx)
@@ -384,7 +399,7 @@ static void tick(ipvsd *d, struct ipvsd_metrics *m)
      * the last one (that scrape got the counters of the dump before; the next one gets these),
      * and at most every --metrics-kernel-interval. */
     uint64_t scrapes = metrics_server_scrapes(m->srv);
-    if (scrapes != m->stats_scrapes &&
+    if (scrapes != m->stats_scrapes && !ipvsd_stats_busy(m->stats) &&
         (!m->stats_ms || now - m->stats_ms >= d->o->metrics_kernel_ms)) {
         kernel_stats(d, m);
         m->stats_ms = now;
@@ -397,9 +412,8 @@ static void tick(ipvsd *d, struct ipvsd_metrics *m)
     const char *why = not_ready(d, m);
     bool etcd_recent = m->etcd_seen_ms && now - m->etcd_seen_ms <= d->o->ready_etcd_ms;
     metrics_set(m->reg, "clusterf_ready", "", !why[0] && etcd_recent);
-    /* Rendering costs O(series) (600k at 100k dests): only the first time and after /metrics
-     * was read since the last render (a scrape gets the text of the tick after the one
-     * before it). */
+    /* Only the first time, after /metrics was read since the last render (a scrape gets the
+     * text of the tick after the one before it), and after new kernel counters. */
     char *text = NULL;
     size_t len = 0;
     if ((!m->rendered || scrapes != m->render_scrapes) && metrics_render(m->reg, &text, &len) == 0) {
@@ -413,6 +427,10 @@ static void tick(ipvsd *d, struct ipvsd_metrics *m)
 bool ipvsd_metrics_fd_ready(ipvsd *d, int fd)
 {
     struct ipvsd_metrics *m = d->metrics;
+    if (m && fd == ipvsd_stats_fd(m->stats)) {
+        kernel_stats_done(m);
+        return true;
+    }
     if (!m || fd != m->timer_fd)
         return false;
     uint64_t n;

@@ -58,6 +58,9 @@ int metrics_server_port(const metrics_server *s);
 uint64_t metrics_server_scrapes(metrics_server *s);
 /* Publish a rendered text (taken over: freed by the server). */
 void metrics_server_publish(metrics_server *s, char *text, size_t len);
+/* Publish a second text, served after the first one (taken over; NULL: none). Families
+ * rendered elsewhere (on another thread) can be published without waiting for the rest. */
+void metrics_server_publish_tail(metrics_server *s, char *text, size_t len);
 /* Readiness: not_ready NULL or "" means ready as far as the loop knows; the server also
  * requires, when bound_ms > 0, that the upstream (etcd) was last reached (seen_ms, the
  * monotonic clock in ms; 0 = never) no more than bound_ms ago. */

@@ -16,12 +16,19 @@
 #include <string.h>
 #include <sys/socket.h>
 
+/* A published text, shared by the server and the requests copying it (refs under mu): a
+ * request copies it outside the lock, so a large text never holds up a publisher. */
+typedef struct shared_text {
+    size_t refs, len;
+    char *p;
+} shared_text;
+
 struct metrics_server {
     struct MHD_Daemon *mhd;
     int port;
     pthread_mutex_t mu;      /* guards everything below */
-    char *text;              /* the last published metrics */
-    size_t len;
+    shared_text *head;       /* the last published metrics (metrics_server_publish) */
+    shared_text *tail;       /* served after them (metrics_server_publish_tail) */
     char not_ready[256];     /* "" = ready as far as the loop knows */
     int64_t seen_ms, bound_ms;
     uint64_t scrapes;        /* /metrics requests served */
@@ -77,6 +84,62 @@ static void ready_reason(const metrics_server *s, char *reason, size_t size)
         reason[0] = '\0';
 }
 
+/* A new shared text of one reference owning p; NULL (p freed) when out of memory. */
+static shared_text *shared_new(char *p, size_t len)
+{
+    shared_text *t = malloc(sizeof *t);
+    if (!t) {
+        free(p);
+        return NULL;
+    }
+    *t = (shared_text){1, len, p};
+    return t;
+}
+
+/* Drop a reference (under mu); returns the text to free (outside mu) when it was the last. */
+static shared_text *shared_unref(shared_text *t)
+{
+    return t && --t->refs == 0 ? t : NULL;
+}
+
+static void shared_free(shared_text *t)
+{
+    if (t) {
+        free(t->p);
+        free(t);
+    }
+}
+
+/* The /metrics body: the published text and its tail, copied outside the lock. */
+static char *metrics_body(metrics_server *s, size_t *len)
+{
+    pthread_mutex_lock(&s->mu);
+    s->scrapes++;
+    shared_text *h = s->head, *t = s->tail;
+    if (h)
+        h->refs++;
+    if (t)
+        t->refs++;
+    pthread_mutex_unlock(&s->mu);
+    size_t hn = h ? h->len : 0, tn = t ? t->len : 0;
+    char *body = malloc(hn + tn + 1);
+    if (body) {
+        if (hn)
+            memcpy(body, h->p, hn);
+        if (tn)
+            memcpy(body + hn, t->p, tn);
+        body[hn + tn] = '\0';
+        *len = hn + tn;
+    }
+    pthread_mutex_lock(&s->mu);
+    h = shared_unref(h);
+    t = shared_unref(t);
+    pthread_mutex_unlock(&s->mu);
+    shared_free(h);
+    shared_free(t);
+    return body;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version,
                                   const char *upload, size_t *upload_size, void **req)
@@ -87,16 +150,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return reply(c, 405, "text/plain", strdup("method not allowed\n"), 19);
     char line[300], *body = NULL;
     unsigned code = 200;
-    pthread_mutex_lock(&s->mu);
     if (strcmp(url, "/metrics") == 0) {
-        s->scrapes++;
-        size_t len = s->len;
-        if ((body = malloc(len + 1)))
-            memcpy(body, s->text ? s->text : "", len + 1);
-        pthread_mutex_unlock(&s->mu);
+        size_t len = 0;
+        body = metrics_body(s, &len);
         return body ? reply(c, 200, "text/plain; version=0.0.4; charset=utf-8", body, len)
                     : MHD_NO;
     }
+    pthread_mutex_lock(&s->mu);
     if (strcmp(url, "/readyz") == 0) {
         char reason[260];
         ready_reason(s, reason, sizeof reason);
@@ -176,7 +236,8 @@ void metrics_server_free(metrics_server *s)
         return;
     MHD_stop_daemon(s->mhd);
     pthread_mutex_destroy(&s->mu);
-    free(s->text);
+    shared_free(s->head);
+    shared_free(s->tail);
     free(s);
 }
 
@@ -193,14 +254,25 @@ uint64_t metrics_server_scrapes(metrics_server *s)
     return n;
 }
 
+/* Replace *slot with a new shared text of p (taken over). */
+static void publish_into(metrics_server *s, shared_text **slot, char *p, size_t len)
+{
+    shared_text *t = p ? shared_new(p, len) : NULL;
+    pthread_mutex_lock(&s->mu);
+    shared_text *old = shared_unref(*slot);
+    *slot = t;
+    pthread_mutex_unlock(&s->mu);
+    shared_free(old);
+}
+
 void metrics_server_publish(metrics_server *s, char *text, size_t len)
 {
-    pthread_mutex_lock(&s->mu);
-    char *old = s->text;
-    s->text = text;
-    s->len = len;
-    pthread_mutex_unlock(&s->mu);
-    free(old);
+    publish_into(s, &s->head, text, len);
+}
+
+void metrics_server_publish_tail(metrics_server *s, char *text, size_t len)
+{
+    publish_into(s, &s->tail, text, len);
 }
 
 void metrics_server_set_ready(metrics_server *s, const char *not_ready, int64_t seen_ms,

@@ -144,6 +144,10 @@ const char *reconcile_service_owner(const reconcile *r, const struct ipvs_servic
 size_t reconcile_owned_count(const reconcile *r);
 /* True when svc (by identity) is in the owned set, e.g. as read from the state file. */
 bool reconcile_owns(const reconcile *r, const struct ipvs_service *svc);
+/* Call fn with each service of the owned set (its identity fields only: af, protocol, addr,
+ * port, fwmark), until fn returns non-zero; returns that, or 0. */
+int reconcile_foreach_owned(const reconcile *r,
+                            int (*fn)(const struct ipvs_service *svc, void *ctx), void *ctx);
 
 /* Convert a desired service / dest to the kernel's terms. */
 void reconcile_lb_to_ipvs_service(const lb_service *in, struct ipvs_service *out);

@@ -42,6 +42,27 @@ bool owned_has(const reconcile *r, const svc_id *id)
     return bytemap_get(&r->owned, id, sizeof *id) != NULL;
 }
 
+int reconcile_foreach_owned(const reconcile *r,
+                            int (*fn)(const struct ipvs_service *svc, void *ctx), void *ctx)
+{
+    size_t pos = 0;
+    bytemap_entry *e = NULL;
+    while (bytemap_next(&r->owned, &pos, &e)) {
+        const svc_id *id = e->val;
+        struct ipvs_service svc;
+        memset(&svc, 0, sizeof svc);
+        svc.af = id->af;
+        svc.protocol = id->protocol;
+        svc.port = id->port;
+        svc.fwmark = id->fwmark;
+        memcpy(svc.addr, id->addr, sizeof svc.addr);
+        int rc = fn(&svc, ctx);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 /* Note a change for the next save (a failed note makes it rewrite the whole file). */
 static void journal_note(reconcile *r, const svc_id *id, bool added)
 {

@@ -137,6 +137,16 @@ static void test_server(void)
     metrics_server_publish(s, strdup("a_total 1\n"), 10);
     CHECK_INT(get(port, "/metrics", body, sizeof body), 200);
     CHECK_STR(body, "a_total 1\n");
+    /* a tail (another thread's families) is served after the text, each replaced alone */
+    metrics_server_publish_tail(s, strdup("b_total 2\n"), 10);
+    CHECK_INT(get(port, "/metrics", body, sizeof body), 200);
+    CHECK_STR(body, "a_total 1\nb_total 2\n");
+    metrics_server_publish(s, strdup("a_total 3\n"), 10);
+    CHECK_INT(get(port, "/metrics", body, sizeof body), 200);
+    CHECK_STR(body, "a_total 3\nb_total 2\n");
+    metrics_server_publish_tail(s, NULL, 0);
+    CHECK_INT(get(port, "/metrics", body, sizeof body), 200);
+    CHECK_STR(body, "a_total 3\n");
     metrics_server_set_ready(s, "", clock_now_ms(), 60000);
     CHECK_INT(get(port, "/readyz", body, sizeof body), 200);
     CHECK_STR(body, "ready\n");

@@ -14,7 +14,7 @@ bad() { FAIL=$((FAIL + 1)); echo "FAIL $1"; }
 finish() { echo "test_bench_smoke: $PASS passed, $FAIL failed, ${1:-0} skipped"; [ $FAIL = 0 ]; exit; }
 
 EXPECTED="p5_initial_read_2000 p4_peak_rss_200x10 p4_idle_cpu_per_min p1_cold_sync_200x10
-p1_kernel_programming_200x10 p3_resync_200x10 loop_busy_max_resync_200x10
+p1_kernel_programming_200x10 p3_resync_200x10 loop_busy_max_resync_200x10 loop_busy_max_scrape_200x10
 p2_change_p99_2000_vs_100_dests growth_cold_sync_per_dest_200x10_vs_50x10
 growth_resync_per_dest_200x10_vs_50x10"
 
