@@ -15,7 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
+
+#define STATS_STOP_WAIT_MS 2000
 
 static const struct { const char *name; enum metrics_type type; const char *help; } families[] = {
     {"clusterf_ipvs_service_connections_total", METRICS_COUNTER, "Connections the kernel scheduled for the service."},
@@ -42,6 +45,8 @@ struct ipvsd_stats {
     pthread_mutex_t mu;       /* guards the fields below */
     pthread_cond_t cond;
     bool stop, busy;
+    bool exited;              /* the thread is past its last use of s */
+    bool abandoned;           /* freed while it dumped: it frees s itself when done */
     struct stats_job *job;    /* waiting for the thread */
     ipvsd_stats_result *res;  /* done, waiting for the loop */
     int efd;                  /* readable when res is set */
@@ -92,8 +97,9 @@ static void put_stats(metrics_registry *reg, const char *fam, const char *labels
 }
 
 /* The series of the owned services of t (and of their dests when dests) into a new registry
- * rendered as r's text. 0 or -ENOMEM. */
-static int render(const struct stats_job *j, const struct ipvs_table *t, ipvsd_stats_result *r)
+ * rendered as r's text. 0, -ENOMEM, or -ECANCELED when s is being freed. */
+static int render(ipvsd_stats *s, const struct stats_job *j, const struct ipvs_table *t,
+                  ipvsd_stats_result *r)
 {
     metrics_registry *reg = metrics_registry_new();
     bytemap by_key = {0};
@@ -104,6 +110,10 @@ static int render(const struct stats_job *j, const struct ipvs_table *t, ipvsd_s
         rc = bytemap_get(&by_key, j->owned[i].key, strlen(j->owned[i].key)) ? 0 :
              bytemap_put(&by_key, j->owned[i].key, strlen(j->owned[i].key), j->owned[i].labels);
     for (size_t i = 0; rc == 0 && i < t->n; i++) {
+        if (__atomic_load_n(&s->stop, __ATOMIC_RELAXED)) {
+            rc = -ECANCELED; /* the daemon is stopping: its text would never be served */
+            break;
+        }
         const struct ipvs_entry *e = &t->entries[i];
         char key[96], dl[800], dst[96];
         ipvs_service_str(&e->svc, key, sizeof key);
@@ -143,8 +153,8 @@ static ipvsd_stats_result *collect(ipvsd_stats *s, struct stats_job *j)
         snprintf(r->error, sizeof r->error, "cannot open IPVS: %s", err.msg);
     else if (!t && ipvs_dump(s->conn, &t, &err) < 0)
         snprintf(r->error, sizeof r->error, "%s", err.msg);
-    else if (render(j, t, r) < 0)
-        snprintf(r->error, sizeof r->error, "out of memory");
+    else if (render(s, j, t, r) < 0)
+        snprintf(r->error, sizeof r->error, "out of memory or stopped");
     ipvs_table_free(t);
     r->us = clock_now_us() - t0;
     return r;
@@ -168,15 +178,17 @@ static void *stats_thread(void *arg)
     for (;;) {
         while (!s->stop && !s->job)
             pthread_cond_wait(&s->cond, &s->mu);
-        if (s->stop)
+        if (s->stop) {
+            s->exited = true;
             break;
+        }
         struct stats_job *j = s->job;
         s->job = NULL;
         pthread_mutex_unlock(&s->mu);
         ipvsd_stats_result *r = collect(s, j);
         job_free(j);
         pthread_mutex_lock(&s->mu);
-        if (s->stop) { /* freed meanwhile: the loop has let go of it (ipvsd_stats_free) */
+        if (s->abandoned) { /* the loop has let go of it (ipvsd_stats_free) */
             pthread_mutex_unlock(&s->mu);
             ipvsd_stats_result_free(r);
             destroy(s);
@@ -267,16 +279,27 @@ void ipvsd_stats_free(ipvsd_stats *s)
     if (!s)
         return;
     pthread_mutex_lock(&s->mu);
-    s->stop = true;
+    __atomic_store_n(&s->stop, true, __ATOMIC_RELAXED); /* render() reads it unlocked */
     bool busy = s->busy;
     pthread_cond_signal(&s->cond);
     pthread_mutex_unlock(&s->mu);
-    if (busy) {
-        /* A dump of a large table can take seconds: exit without waiting for it; the thread
-         * frees everything when it ends (or the process ends first). */
-        pthread_detach(s->thread);
-        return;
+    /* The render stops at once; a kernel dump of a large table cannot be cut short: wait for
+     * it STATS_STOP_WAIT_MS at most, then let the thread end (and free) on its own. */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += STATS_STOP_WAIT_MS / 1000;
+    bool joined = busy && pthread_timedjoin_np(s->thread, NULL, &until) == 0;
+    if (busy && !joined) {
+        pthread_mutex_lock(&s->mu);
+        bool exited = s->exited; /* it ended just after the wait */
+        s->abandoned = !exited;
+        pthread_mutex_unlock(&s->mu);
+        if (!exited) {
+            pthread_detach(s->thread);
+            return;
+        }
     }
-    pthread_join(s->thread, NULL);
+    if (!joined)
+        pthread_join(s->thread, NULL);
     destroy(s);
 }
