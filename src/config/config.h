@@ -244,6 +244,8 @@ int config_store_sync_keep(config_store *s, enum config_source src, const char *
 
 /* Keys whose current text is invalid (stale or skipped), over all sources. */
 size_t config_store_invalid_count(const config_store *s);
+/* The same in one source (0 for an unknown one). O(1). */
+size_t config_store_invalid_count_source(const config_store *s, enum config_source src);
 /* Number of services the store holds any key of (valid or not). */
 size_t config_store_service_count(const config_store *s);
 

@@ -82,6 +82,7 @@ struct config_store {
     size_t n_eff;
     bool routes_dirty;
     size_t n_invalid;
+    size_t n_invalid_src[CONFIG_SOURCE_COUNT]; /* the same by source */
 };
 
 /* ---- small helpers ---- */
@@ -198,6 +199,11 @@ const config_options *config_store_options(const config_store *s)
 size_t config_store_invalid_count(const config_store *s)
 {
     return s->n_invalid;
+}
+
+size_t config_store_invalid_count_source(const config_store *s, enum config_source src)
+{
+    return (unsigned)src < CONFIG_SOURCE_COUNT ? s->n_invalid_src[src] : 0;
 }
 
 size_t config_store_service_count(const config_store *s)
@@ -537,12 +543,13 @@ static int after_change(config_store *s, cfg_node *n, const before *b, config_re
     return r;
 }
 
-static void slot_clear_error(config_store *s, cfg_slot *sl)
+static void slot_clear_error(config_store *s, cfg_slot *sl, int src)
 {
     if (sl->error) {
         free(sl->error);
         sl->error = NULL;
         s->n_invalid--;
+        s->n_invalid_src[src]--;
     }
 }
 
@@ -559,7 +566,7 @@ static int apply_delete(config_store *s, cfg_node *n, int src, config_result *ou
 {
     before b;
     snapshot(s, n, &b);
-    slot_clear_error(s, n->slot[src]);
+    slot_clear_error(s, n->slot[src], src);
     free(n->slot[src]);
     n->slot[src] = NULL;
     int r = after_change(s, n, &b, out);
@@ -577,7 +584,7 @@ static int apply_valid(config_store *s, cfg_node *n, int src, const config_event
         return -ENOMEM;
     }
     snapshot(s, n, &b);
-    slot_clear_error(s, sl);
+    slot_clear_error(s, sl, src);
     sl->has_value = sl->seen = true;
     sl->revision = ev->revision;
     memcpy(&sl->value, v, value_size(n->kind));
@@ -598,9 +605,10 @@ static int apply_invalid(config_store *s, cfg_node *n, int src, const config_eve
         return -ENOMEM;
     }
     out->repeated = sl->error && strcmp(sl->error, msg) == 0;
-    slot_clear_error(s, sl);
+    slot_clear_error(s, sl, src);
     sl->error = copy;
     s->n_invalid++;
+    s->n_invalid_src[src]++;
     sl->seen = true;
     sl->revision = ev->revision;
     out->invalid = true;

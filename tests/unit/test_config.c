@@ -423,9 +423,19 @@ static void test_store_stale(void)
     CHECK(r.invalid && !r.stale);
     CHECK(config_store_frontend(s, "web") == NULL);
     CHECK_INT(config_store_invalid_count(s), 1);
+    /* counted by source too (what /metrics shows, without a walk of the store) */
+    CHECK_INT(put(s, CONFIG_SOURCE_LOCAL, "services/web/frontend", "{\"ipv4\":\"10.0.0.2\"}", &r), -EINVAL);
+    CHECK_INT(config_store_invalid_count(s), 2);
+    CHECK_INT(config_store_invalid_count_source(s, CONFIG_SOURCE_ETCD), 1);
+    CHECK_INT(config_store_invalid_count_source(s, CONFIG_SOURCE_LOCAL), 1);
+    CHECK_INT(put(s, CONFIG_SOURCE_LOCAL, "services/web/frontend", "{\"ipv4\":\"10.0.0.2\",\"tcp\":80}", &r), 0);
+    CHECK_INT(config_store_invalid_count_source(s, CONFIG_SOURCE_LOCAL), 0);
+    CHECK_INT(del(s, CONFIG_SOURCE_LOCAL, "services/web/frontend", &r), 0);
+    CHECK_INT(config_store_invalid_count_source(s, CONFIG_SOURCE_COUNT), 0);
     /* deleting an invalid key forgets its error */
     CHECK_INT(del(s, CONFIG_SOURCE_ETCD, "services/web/frontend", &r), 0);
     CHECK_INT(config_store_invalid_count(s), 0);
+    CHECK_INT(config_store_invalid_count_source(s, CONFIG_SOURCE_ETCD), 0);
     /* unknown keys: a warning, nothing else */
     CHECK_INT(put(s, CONFIG_SOURCE_ETCD, "services/web/x", "{}", &r), 0);
     CHECK(!r.changed);
