@@ -201,6 +201,10 @@ int etcd_watch_set_queue_limit(etcd_watch *w, size_t max_events, size_t max_byte
 
 /* The next revision the watch will deliver (last delivered event + 1). */
 int64_t etcd_watch_next_revision(etcd_watch *w);
+/* When etcd last sent anything on the watch's stream (clock_now_ms; 0 = never): an event, a
+ * created or progress answer. A quiet watch is asked for progress every second or so, so
+ * while etcd is reachable this stays recent. */
+int64_t etcd_watch_last_answer_ms(etcd_watch *w);
 
 /* Restart a watch (normally after a compaction notice) from start_revision. Drops anything
  * still queued. Returns 0 or -errno. */

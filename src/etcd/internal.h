@@ -230,6 +230,7 @@ struct etcd_watch {
     size_t q_bytes;               /* bytes of the events in q (event_bytes) */
     size_t max_events, max_bytes; /* limits of q (etcd_watch_set_queue_limit) */
     int64_t shared_next;
+    int64_t answered_at;          /* under c->mu: when a message last came (0 = never) */
     bool restart_req;
     int64_t restart_rev;
     uint64_t gen, tgen;           /* restart generation: gen set by callers, tgen by the thread */

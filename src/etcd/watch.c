@@ -231,6 +231,9 @@ static void handle_response(etcd_watch *w, Etcdserverpb__WatchResponse *r)
 static void on_message(void *owner, const uint8_t *buf, size_t len)
 {
     etcd_watch *w = owner;
+    pthread_mutex_lock(&w->c->mu);
+    w->answered_at = clock_now_ms();
+    pthread_mutex_unlock(&w->c->mu);
     if (w->closing || w->stopped)
         return;
     Etcdserverpb__WatchResponse *r = etcdserverpb__watch_response__unpack(NULL, len, buf);
@@ -453,6 +456,14 @@ int64_t etcd_watch_next_revision(etcd_watch *w)
     int64_t r = w->shared_next;
     pthread_mutex_unlock(&w->c->mu);
     return r;
+}
+
+int64_t etcd_watch_last_answer_ms(etcd_watch *w)
+{
+    pthread_mutex_lock(&w->c->mu);
+    int64_t at = w->answered_at;
+    pthread_mutex_unlock(&w->c->mu);
+    return at;
 }
 
 int etcd_watch_restart(etcd_watch *w, int64_t start_revision)

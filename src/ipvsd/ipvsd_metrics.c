@@ -1,6 +1,7 @@
 /* ipvsd_metrics.c -- clusterf-ipvs's --metrics-listen. Counts passes, kernel ops, drift
  * repairs and state-file writes from the loop's reconcile results, and once a second (a
- * timerfd on the loop) probes etcd through the worker, refreshes the gauges, asks the stats
+ * timerfd on the loop) notes when etcd last answered (the watch's stream, else a probe
+ * through the worker), refreshes the gauges, asks the stats
  * thread (ipvsd_stats.c) for the kernel's IPVS counters (only after a scrape, at most every
  * --metrics-kernel-interval: an unscraped daemon never dumps its table for them), renders
  * the registry (again only when scraped since the last render) and publishes the text and
@@ -22,6 +23,9 @@
 #include <unistd.h>
 
 #define PUBLISH_MS 1000
+/* etcd is probed (a Status call) when nothing was heard from it for this long (or a third of
+ * the readiness bound, when that is shorter). */
+#define PROBE_QUIET_MS 2500
 /* Without a readiness bound, etcd counts as away after this long without an answer. */
 #define ETCD_DOWN_AFTER_MS 15000
 
@@ -228,21 +232,25 @@ void ipvsd_metrics_table(ipvsd *d, const lb_table *t)
         d->metrics->full_conflicts += t->conflicts.n;
 }
 
+/* etcd answered at time at (a job that succeeded, or the watch's stream). */
+static void etcd_heard(ipvsd *d, struct ipvsd_metrics *m, int64_t at)
+{
+    if (m->etcd_was_up && (!m->etcd_up || at - m->etcd_seen_ms > etcd_bound_ms(d)))
+        metrics_add(m->reg, "clusterf_etcd_reconnects_total", "", 1);
+    m->etcd_seen_ms = at;
+    m->etcd_was_up = true;
+    m->etcd_up = true;
+}
+
 void ipvsd_metrics_etcd_job(ipvsd *d, const ipvsd_job *job)
 {
     struct ipvsd_metrics *m = d->metrics;
     if (!m)
         return;
-    bool up = job->rc == 0;
-    if (up) {
-        int64_t now = clock_now_ms();
-        if (m->etcd_was_up && (!m->etcd_up || now - m->etcd_seen_ms > etcd_bound_ms(d)))
-            metrics_add(m->reg, "clusterf_etcd_reconnects_total", "", 1);
-        m->etcd_seen_ms = now;
-        m->etcd_was_up = true;
-    }
-    if (up || job->kind == IPVSD_JOB_PROBE)
-        m->etcd_up = up;
+    if (job->rc == 0)
+        etcd_heard(d, m, clock_now_ms());
+    else if (job->kind == IPVSD_JOB_PROBE)
+        m->etcd_up = false;
 }
 
 /* The labels of an IPVS service: its clusterf service (or "" when the config names none),
@@ -320,6 +328,18 @@ static void kernel_stats(ipvsd *d, struct ipvsd_metrics *m)
     ipvs_table_free(t);
 }
 
+/* Render the registry and publish it (as of scrapes /metrics requests). */
+static void publish(struct ipvsd_metrics *m, uint64_t scrapes)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (metrics_render(m->reg, &text, &len) == 0) {
+        metrics_server_publish(m->srv, text, len);
+        m->rendered = true;
+        m->render_scrapes = scrapes;
+    }
+}
+
 /* The stats thread is done: publish its text after the registry's. */
 static void kernel_stats_done(struct ipvsd_metrics *m)
 {
@@ -330,9 +350,10 @@ static void kernel_stats_done(struct ipvsd_metrics *m)
         metrics_set(m->reg, "clusterf_destinations_managed", "", (double)r->dests);
         log_debug("msg=\"kernel counters dumped for metrics\" services=%zu destinations=%zu"
                   " bytes=%zu ms=%.1f", r->services, r->dests, r->len, (double)r->us / 1000);
+        /* the registry first, for the gauge above: a scrape with these counters has it too */
+        publish(m, m->render_scrapes);
         metrics_server_publish_tail(m->srv, r->text, r->len);
         r->text = NULL;
-        m->rendered = false; /* the gauge above: render the registry again at the next tick */
     } else {
         log_warn("msg=\"cannot dump the kernel's counters for metrics\" error=\"%s\"", r->error);
     }
@@ -385,7 +406,15 @@ static const char *not_ready(ipvsd *d, struct ipvsd_metrics *m)
 static void tick(ipvsd *d, struct ipvsd_metrics *m)
 {
     int64_t now = clock_now_ms();
-    if (d->worker && !ipvsd_worker_busy(d->worker, IPVSD_JOB_PROBE))
+    /* The watch's stream is answered at least every second or so while etcd is reachable
+     * (events, or its progress probe): only when it has been quiet longer is etcd asked
+     * directly (a Status call each second was most of an idle daemon's CPU). */
+    int64_t heard = d->watch ? etcd_watch_last_answer_ms(d->watch) : 0;
+    if (heard > m->etcd_seen_ms)
+        etcd_heard(d, m, heard);
+    int64_t quiet = etcd_bound_ms(d) / 3 < PROBE_QUIET_MS ? etcd_bound_ms(d) / 3 : PROBE_QUIET_MS;
+    if (d->worker && now - m->etcd_seen_ms >= quiet &&
+        !ipvsd_worker_busy(d->worker, IPVSD_JOB_PROBE))
         ipvsd_worker_submit(d->worker, IPVSD_JOB_PROBE, NULL);
     /* The kernel's counters cost a dump of the whole table: only when /metrics was read since
      * the last one (that scrape got the counters of the dump before; the next one gets these),
@@ -404,15 +433,10 @@ static void tick(ipvsd *d, struct ipvsd_metrics *m)
     const char *why = not_ready(d, m);
     bool etcd_recent = m->etcd_seen_ms && now - m->etcd_seen_ms <= d->o->ready_etcd_ms;
     metrics_set(m->reg, "clusterf_ready", "", !why[0] && etcd_recent);
-    /* Only the first time, after /metrics was read since the last render (a scrape gets the
-     * text of the tick after the one before it), and after new kernel counters. */
-    char *text = NULL;
-    size_t len = 0;
-    if ((!m->rendered || scrapes != m->render_scrapes) && metrics_render(m->reg, &text, &len) == 0) {
-        metrics_server_publish(m->srv, text, len);
-        m->rendered = true;
-        m->render_scrapes = scrapes;
-    }
+    /* Only the first time and after /metrics was read since the last render (a scrape gets
+     * the text of the tick after the one before it). */
+    if (!m->rendered || scrapes != m->render_scrapes)
+        publish(m, scrapes);
     metrics_server_set_ready(m->srv, why, m->etcd_seen_ms, d->o->ready_etcd_ms);
 }
 
