@@ -46,7 +46,7 @@ struct ipvsd_metrics {
     struct timespec state_mtime;
 };
 
-static const struct { const char *name; enum metrics_type type; const char *help; } families[] = {
+static const metrics_family families[] = {
     {"clusterf_build_info", METRICS_GAUGE, "Always 1; the version in a label."},
     {"clusterf_ready", METRICS_GAUGE, "1 when /readyz answers 200."},
     {"clusterf_services_managed", METRICS_GAUGE, "IPVS services clusterf owns."},
@@ -82,11 +82,10 @@ static void state_mtime(ipvsd *d, struct timespec *out)
         *out = st.st_mtim;
 }
 
-static int metrics_declare_all(metrics_registry *reg)
+static int declare_families(metrics_registry *reg)
 {
-    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
-        if (metrics_declare(reg, families[i].name, families[i].type, families[i].help) < 0)
-            return -ENOMEM;
+    if (metrics_declare_all(reg, families, sizeof families / sizeof families[0]) < 0)
+        return -ENOMEM;
     char l[64] = "";
     metrics_label(l, sizeof l, "version", CLUSTERF_VERSION);
     return metrics_set(reg, "clusterf_build_info", l, 1);
@@ -98,7 +97,7 @@ int ipvsd_metrics_start(ipvsd *d)
         return 0;
     struct ipvsd_metrics *m = calloc(1, sizeof *m);
     char err[300] = "out of memory";
-    if (!m || !(m->reg = metrics_registry_new()) || metrics_declare_all(m->reg) < 0 ||
+    if (!m || !(m->reg = metrics_registry_new()) || declare_families(m->reg) < 0 ||
         metrics_server_new(d->o->metrics_listen, &m->srv, err, sizeof err) < 0)
         goto fail;
     m->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);

@@ -20,7 +20,7 @@
 
 #define STATS_STOP_WAIT_MS 2000
 
-static const struct { const char *name; enum metrics_type type; const char *help; } families[] = {
+static const metrics_family families[] = {
     {"clusterf_ipvs_service_connections_total", METRICS_COUNTER, "Connections the kernel scheduled for the service."},
     {"clusterf_ipvs_service_packets_total", METRICS_COUNTER, "Packets of the service by direction."},
     {"clusterf_ipvs_service_bytes_total", METRICS_COUNTER, "Bytes of the service by direction."},
@@ -103,9 +103,8 @@ static int render(ipvsd_stats *s, const struct stats_job *j, const struct ipvs_t
 {
     metrics_registry *reg = metrics_registry_new();
     bytemap by_key = {0};
-    int rc = reg ? 0 : -ENOMEM;
-    for (size_t i = 0; rc == 0 && i < sizeof families / sizeof families[0]; i++)
-        rc = metrics_declare(reg, families[i].name, families[i].type, families[i].help);
+    int rc = reg ? metrics_declare_all(reg, families, sizeof families / sizeof families[0]) :
+                   -ENOMEM;
     for (size_t i = 0; rc == 0 && i < j->n_owned; i++)
         rc = bytemap_get(&by_key, j->owned[i].key, strlen(j->owned[i].key)) ? 0 :
              bytemap_put(&by_key, j->owned[i].key, strlen(j->owned[i].key), j->owned[i].labels);
@@ -139,7 +138,8 @@ static int render(ipvsd_stats *s, const struct stats_job *j, const struct ipvs_t
     return rc;
 }
 
-/* Run one job: dump (unless the loop did), render. Always returns a result. */
+/* Run one job: dump (unless the loop did), render. The result says how it went; NULL only
+ * when out of memory for it. */
 static ipvsd_stats_result *collect(ipvsd_stats *s, struct stats_job *j)
 {
     ipvsd_stats_result *r = calloc(1, sizeof *r);

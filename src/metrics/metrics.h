@@ -25,6 +25,14 @@ void metrics_registry_free(metrics_registry *r);
  * rendered in the order declared. name and help must be static strings. 0 or -ENOMEM. */
 int metrics_declare(metrics_registry *r, const char *name, enum metrics_type type,
                     const char *help);
+/* A family as metrics_declare takes it, for tables of them. */
+typedef struct metrics_family {
+    const char *name;
+    enum metrics_type type;
+    const char *help;
+} metrics_family;
+/* Declare each of the n families of fams, in order. 0 or -ENOMEM. */
+int metrics_declare_all(metrics_registry *r, const metrics_family *fams, size_t n);
 /* Counter += v / gauge (or a counter copied from elsewhere) = v / histogram observes v, for
  * the series of labels ("" or `a="x",b="y"`, see metrics_label). The series is created on
  * first use. 0, -ENOENT (family not declared), -EINVAL (wrong type) or -ENOMEM. */

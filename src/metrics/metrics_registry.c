@@ -138,6 +138,14 @@ static series *lookup(metrics_registry *r, const char *name, const char *labels,
     return s;
 }
 
+int metrics_declare_all(metrics_registry *r, const metrics_family *fams, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (metrics_declare(r, fams[i].name, fams[i].type, fams[i].help) < 0)
+            return -ENOMEM;
+    return 0;
+}
+
 int metrics_add(metrics_registry *r, const char *name, const char *labels, double v)
 {
     int rc;
