@@ -44,7 +44,7 @@ int ipvsd_worker_fd(const ipvsd_worker *w);
 bool ipvsd_worker_busy(ipvsd_worker *w, enum ipvsd_job_kind kind);
 /* Queue a job: READ (lease NULL), or ADVERTISE of the route with lease (NULL: grant one;
  * ownership passes to the job). 0, or -EBUSY when one of that kind is in flight (or there is
- * no route to advertise); the lease then stays the caller's. */
+ * no route to advertise), or -ENOMEM; the lease then stays the caller's. */
 int ipvsd_worker_submit(ipvsd_worker *w, enum ipvsd_job_kind kind, etcd_lease *lease);
 /* Take one finished job (clears the fd). True and *out, or false when none is done. */
 bool ipvsd_worker_take(ipvsd_worker *w, ipvsd_job *out);
@@ -191,7 +191,7 @@ typedef struct ipvsd_stats_result {
 ipvsd_stats *ipvsd_stats_new(void);
 /* Readable when a collection is done (ipvsd_stats_take). */
 int ipvsd_stats_fd(const ipvsd_stats *s);
-/* True while a collection runs. */
+/* True while a collection runs or its result waits to be taken. */
 bool ipvsd_stats_busy(ipvsd_stats *s);
 /* Start a collection of the owned services (array of n_owned, taken over) from table (taken
  * over: a dump the loop made of the dry run's stand-in), or from the kernel when table is

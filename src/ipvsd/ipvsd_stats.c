@@ -2,21 +2,19 @@
  * of their own. At 100k dests a dump and its 650k series cost the loop over a second at each
  * scrape (measured natively with the dry run's in-memory table; a real kernel's dump is
  * slower still); here the loop only hands over what it alone knows -- which services clusterf
- * owns and their labels -- and later takes the text back from an eventfd. The thread has its
- * own IPVS connection (the loop's keeps its dumps in parts), opened on first need. */
+ * owns and their labels -- and later takes the text back (common/jobthread, one slot). The
+ * thread has its own IPVS connection (the loop's keeps its dumps in parts), opened on first
+ * need. */
 #include "ipvsd/ipvsd_int.h"
 
 #include "common/bytemap.h"
+#include "common/jobthread.h"
 #include "metrics/metrics.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <time.h>
-#include <unistd.h>
 
 #define STATS_STOP_WAIT_MS 2000
 
@@ -32,24 +30,17 @@ static const metrics_family families[] = {
 
 /* One collection: the owned services' labels by ipvs_service_str key, and either a table
  * dumped by the loop (the dry run's in-memory stand-in, which only the loop may touch) or
- * NULL (the thread dumps the kernel). */
+ * NULL (the thread dumps the kernel); then its result. */
 struct stats_job {
     ipvsd_stats_owned *owned;
     size_t n_owned;
     struct ipvs_table *table;
     bool dests;
+    ipvsd_stats_result *res;
 };
 
 struct ipvsd_stats {
-    pthread_t thread;
-    pthread_mutex_t mu;       /* guards the fields below */
-    pthread_cond_t cond;
-    bool stop, busy;
-    bool exited;              /* the thread is past its last use of s */
-    bool abandoned;           /* freed while it dumped: it frees s itself when done */
-    struct stats_job *job;    /* waiting for the thread */
-    ipvsd_stats_result *res;  /* done, waiting for the loop */
-    int efd;                  /* readable when res is set */
+    jobthread *thread;        /* one slot */
     ipvs_conn *conn;          /* the thread's own */
 };
 
@@ -68,6 +59,7 @@ static void job_free(struct stats_job *j)
         return;
     owned_free(j->owned, j->n_owned);
     ipvs_table_free(j->table);
+    ipvsd_stats_result_free(j->res);
     free(j);
 }
 
@@ -109,7 +101,7 @@ static int render(ipvsd_stats *s, const struct stats_job *j, const struct ipvs_t
         rc = bytemap_get(&by_key, j->owned[i].key, strlen(j->owned[i].key)) ? 0 :
              bytemap_put(&by_key, j->owned[i].key, strlen(j->owned[i].key), j->owned[i].labels);
     for (size_t i = 0; rc == 0 && i < t->n; i++) {
-        if (__atomic_load_n(&s->stop, __ATOMIC_RELAXED)) {
+        if (jobthread_stopping(s->thread)) {
             rc = -ECANCELED; /* the daemon is stopping: its text would never be served */
             break;
         }
@@ -160,65 +152,36 @@ static ipvsd_stats_result *collect(ipvsd_stats *s, struct stats_job *j)
     return r;
 }
 
-static void destroy(ipvsd_stats *s)
+static void run_job(void *ctx, int slot, void *job)
 {
-    job_free(s->job);
-    ipvsd_stats_result_free(s->res);
+    struct stats_job *j = job;
+    (void)slot;
+    j->res = collect(ctx, j);
+    owned_free(j->owned, j->n_owned); /* only the result waits for the loop */
+    j->owned = NULL;
+    j->n_owned = 0;
+}
+
+static void free_job(void *ctx, int slot, void *job)
+{
+    (void)ctx, (void)slot;
+    job_free(job);
+}
+
+static void destroy(void *ctx)
+{
+    ipvsd_stats *s = ctx;
     ipvs_conn_free(s->conn);
-    close(s->efd);
-    pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cond);
     free(s);
 }
 
-static void *stats_thread(void *arg)
-{
-    ipvsd_stats *s = arg;
-    pthread_mutex_lock(&s->mu);
-    for (;;) {
-        while (!s->stop && !s->job)
-            pthread_cond_wait(&s->cond, &s->mu);
-        if (s->stop) {
-            s->exited = true;
-            break;
-        }
-        struct stats_job *j = s->job;
-        s->job = NULL;
-        pthread_mutex_unlock(&s->mu);
-        ipvsd_stats_result *r = collect(s, j);
-        job_free(j);
-        pthread_mutex_lock(&s->mu);
-        if (s->abandoned) { /* the loop has let go of it (ipvsd_stats_free) */
-            pthread_mutex_unlock(&s->mu);
-            ipvsd_stats_result_free(r);
-            destroy(s);
-            return NULL;
-        }
-        ipvsd_stats_result_free(s->res);
-        s->res = r;
-        s->busy = false;
-        uint64_t one = 1;
-        if (write(s->efd, &one, sizeof one) < 0) {
-            /* the counter cannot overflow from one write per job */
-        }
-    }
-    pthread_mutex_unlock(&s->mu);
-    return NULL;
-}
+static const jobthread_ops stats_ops = {.run = run_job, .job_free = free_job,
+                                        .ctx_free = destroy};
 
 ipvsd_stats *ipvsd_stats_new(void)
 {
     ipvsd_stats *s = calloc(1, sizeof *s);
-    if (!s)
-        return NULL;
-    s->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cond, NULL);
-    if (s->efd < 0 || pthread_create(&s->thread, NULL, stats_thread, s) != 0) {
-        if (s->efd >= 0)
-            close(s->efd);
-        pthread_mutex_destroy(&s->mu);
-        pthread_cond_destroy(&s->cond);
+    if (s && jobthread_new(&stats_ops, s, 1, &s->thread) < 0) {
         free(s);
         return NULL;
     }
@@ -227,15 +190,12 @@ ipvsd_stats *ipvsd_stats_new(void)
 
 int ipvsd_stats_fd(const ipvsd_stats *s)
 {
-    return s->efd;
+    return jobthread_fd(s->thread);
 }
 
 bool ipvsd_stats_busy(ipvsd_stats *s)
 {
-    pthread_mutex_lock(&s->mu);
-    bool busy = s->busy;
-    pthread_mutex_unlock(&s->mu);
-    return busy;
+    return jobthread_busy(s->thread, 0);
 }
 
 int ipvsd_stats_submit(ipvsd_stats *s, ipvsd_stats_owned *owned, size_t n_owned,
@@ -247,59 +207,30 @@ int ipvsd_stats_submit(ipvsd_stats *s, ipvsd_stats_owned *owned, size_t n_owned,
         ipvs_table_free(table);
         return -ENOMEM;
     }
-    *j = (struct stats_job){owned, n_owned, table, dests};
-    pthread_mutex_lock(&s->mu);
-    if (s->busy) {
-        pthread_mutex_unlock(&s->mu);
+    *j = (struct stats_job){owned, n_owned, table, dests, NULL};
+    int rc = jobthread_submit(s->thread, 0, j);
+    if (rc < 0)
         job_free(j);
-        return -EBUSY;
-    }
-    s->job = j;
-    s->busy = true;
-    pthread_cond_signal(&s->cond);
-    pthread_mutex_unlock(&s->mu);
-    return 0;
+    return rc;
 }
 
 ipvsd_stats_result *ipvsd_stats_take(ipvsd_stats *s)
 {
-    uint64_t v;
-    pthread_mutex_lock(&s->mu);
-    if (read(s->efd, &v, sizeof v) < 0) {
-        /* EAGAIN: not signalled */
-    }
-    ipvsd_stats_result *r = s->res;
-    s->res = NULL;
-    pthread_mutex_unlock(&s->mu);
+    int slot;
+    void *job;
+    if (!jobthread_take(s->thread, &slot, &job))
+        return NULL;
+    struct stats_job *j = job;
+    ipvsd_stats_result *r = j->res;
+    j->res = NULL;
+    job_free(j);
     return r;
 }
 
 void ipvsd_stats_free(ipvsd_stats *s)
 {
-    if (!s)
-        return;
-    pthread_mutex_lock(&s->mu);
-    __atomic_store_n(&s->stop, true, __ATOMIC_RELAXED); /* render() reads it unlocked */
-    bool busy = s->busy;
-    pthread_cond_signal(&s->cond);
-    pthread_mutex_unlock(&s->mu);
     /* The render stops at once; a kernel dump of a large table cannot be cut short: wait for
      * it STATS_STOP_WAIT_MS at most, then let the thread end (and free) on its own. */
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += STATS_STOP_WAIT_MS / 1000;
-    bool joined = busy && pthread_timedjoin_np(s->thread, NULL, &until) == 0;
-    if (busy && !joined) {
-        pthread_mutex_lock(&s->mu);
-        bool exited = s->exited; /* it ended just after the wait */
-        s->abandoned = !exited;
-        pthread_mutex_unlock(&s->mu);
-        if (!exited) {
-            pthread_detach(s->thread);
-            return;
-        }
-    }
-    if (!joined)
-        pthread_join(s->thread, NULL);
-    destroy(s);
+    if (s)
+        jobthread_free(s->thread, STATS_STOP_WAIT_MS);
 }
