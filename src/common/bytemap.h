@@ -1,6 +1,8 @@
-/* bytemap.h -- a chained hash table from (bytes, len) keys to pointers. The key bytes are
- * not copied: they must live as long as the entry (point them into the stored value). No I/O,
- * so config/, lb/ and reconcile/ all use it. */
+/* bytemap.h -- a hash table from (bytes, len) keys to pointers, open addressing with linear
+ * probing: a lookup reads one slot (its hash inline) and the key bytes of a match, where a
+ * chained table read a bucket, an entry and the key (a resync at 10k services is mostly
+ * lookups). The key bytes are not copied: they must live as long as the entry (point them
+ * into the stored value). No I/O, so config/, lb/ and reconcile/ all use it. */
 #ifndef CLUSTERF_BYTEMAP_H
 #define CLUSTERF_BYTEMAP_H
 
@@ -8,17 +10,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* A slot; key == NULL marks it empty (a key is never NULL: it points into its value). */
 typedef struct bytemap_entry {
-    struct bytemap_entry *next;
     uint64_t hash;
     const void *key;
-    size_t len;
     void *val;
+    size_t len;
 } bytemap_entry;
 
 /* Zero-initialise ({0}) to get an empty map. */
 typedef struct bytemap {
-    bytemap_entry **b;
+    bytemap_entry *b;   /* nb slots, a power of two; at most 3/4 of them used */
     size_t nb, n;
 } bytemap;
 
@@ -26,7 +28,7 @@ typedef struct bytemap {
 uint64_t bytemap_hash(const void *key, size_t len);
 /* The value stored under key, or NULL. */
 void *bytemap_get(const bytemap *h, const void *key, size_t len);
-/* Insert (the key must not be present). 0 or -ENOMEM. */
+/* Insert (the key must not be present; key not NULL). 0 or -ENOMEM. */
 int bytemap_put(bytemap *h, const void *key, size_t len, void *val);
 /* Remove and return the value, or NULL when absent. */
 void *bytemap_del(bytemap *h, const void *key, size_t len);
